@@ -1,0 +1,63 @@
+"""Messages on the control channel between the control plane and gateway workers.
+
+One JSON object per line over a loopback TCP connection. The worker speaks first (``hello``
+with the node's shared token); from then on the control plane sends ``snapshot`` whenever the
+configuration changes, and the worker answers ``applied`` at once and ``drained`` when every
+request it had in flight to instances the snapshot removed has finished.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from courtyard.contracts._snapshot import GatewaySnapshot
+
+
+class HelloMessage(TypedDict):
+    type: Literal["hello"]
+    token: str
+    worker: int
+    pid: int
+
+
+class SnapshotMessage(TypedDict):
+    type: Literal["snapshot"]
+    snapshot: GatewaySnapshot
+
+
+class AppliedMessage(TypedDict):
+    type: Literal["applied"]
+    version: int
+
+
+class DrainedMessage(TypedDict):
+    type: Literal["drained"]
+    version: int
+
+
+class LatencyHistogram(TypedDict):
+    """Cumulative-free bucket counts (one per LATENCY_BUCKETS bound, then +Inf), sum, count."""
+
+    buckets: list[int]
+    sum: float
+    count: int
+
+
+class WorkerMetrics(TypedDict):
+    """A worker's counters since it started (cumulative, never reset while it lives)."""
+
+    requests: dict[str, int]  # "app|2xx" -> count; app "-" for requests matching no route
+    latency: dict[str, LatencyHistogram]  # app -> histogram of seconds to the response end
+    upstream_errors: dict[str, int]  # "app|connect" / "app|timeout" / "app|reset" -> count
+    in_flight: int
+
+
+class MetricsMessage(TypedDict):
+    type: Literal["metrics"]
+    worker: int
+    metrics: WorkerMetrics
+
+
+ControlMessage = (
+    HelloMessage | SnapshotMessage | AppliedMessage | DrainedMessage | MetricsMessage
+)

@@ -1,0 +1,227 @@
+"""The control channel: snapshots down to gateway workers, acknowledgements and metrics up.
+
+Newline-delimited JSON over loopback TCP. The first line a worker sends is a ``hello`` with
+the node's shared token, compared in constant time (OWASP ASVS V2.9: no timing oracle on
+secrets); any other first line closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from courtyard.contracts import (
+    ControlMessage,
+    GatewaySnapshot,
+    HelloMessage,
+    MetricsMessage,
+    SnapshotMessage,
+    WorkerMetrics,
+    empty_snapshot,
+)
+from courtyard.core import CourtyardError
+
+log = logging.getLogger("courtyard.transport")
+
+_MAX_LINE = 64 * 1024 * 1024  # snapshots of very large fleets still fit
+
+
+class TransportError(CourtyardError):
+    """A control-channel failure."""
+
+
+class ChannelClosed(TransportError):
+    """The other side went away."""
+
+
+def _encode(message: ControlMessage) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass
+class _Worker:
+    worker: int
+    pid: int
+    writer: asyncio.StreamWriter
+    applied: int = 0
+    drained: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ControlServer:
+    """The control plane's end: publishes snapshots and waits for workers to apply them."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        on_metrics: Callable[[int, WorkerMetrics], None] | None = None,
+        on_worker_gone: Callable[[int], None] | None = None,
+    ) -> None:
+        self._token = token.encode()
+        self._on_metrics = on_metrics
+        self._on_worker_gone = on_worker_gone
+        self._snapshot: GatewaySnapshot = empty_snapshot()
+        self._workers: dict[int, _Worker] = {}
+        self._server: asyncio.Server | None = None
+        self._joined = asyncio.Event()
+
+    @property
+    def snapshot(self) -> GatewaySnapshot:
+        """The latest published snapshot."""
+        return self._snapshot
+
+    @property
+    def workers(self) -> list[int]:
+        """Ids of the workers connected now."""
+        return sorted(self._workers)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen; returns the bound address."""
+        self._server = await asyncio.start_server(self._serve, host, port, limit=_MAX_LINE)
+        sock = self._server.sockets[0]
+        bound = sock.getsockname()
+        return str(bound[0]), int(bound[1])
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for worker in list(self._workers.values()):
+            worker.writer.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def wait_workers(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` workers have connected and applied the current snapshot."""
+        async with asyncio.timeout(timeout):
+            while True:
+                ready = [
+                    w for w in self._workers.values() if w.applied >= self._snapshot["version"]
+                ]
+                if len(ready) >= count:
+                    return
+                self._joined.clear()
+                await self._joined.wait()
+
+    async def publish(self, snapshot: GatewaySnapshot) -> None:
+        """Send ``snapshot`` to every worker (and to every worker that connects later)."""
+        self._snapshot = snapshot
+        line = _encode(SnapshotMessage(type="snapshot", snapshot=snapshot))
+        for worker in list(self._workers.values()):
+            with contextlib.suppress(ConnectionError):
+                worker.writer.write(line)
+
+    async def wait_drained(self, version: int, timeout: float) -> bool:
+        """Wait until every connected worker has drained ``version``; False on timeout.
+
+        Workers that disconnect meanwhile no longer count: they hold no requests.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    pending = [w for w in self._workers.values() if w.drained < version]
+                    if not pending:
+                        return True
+                    waiter = pending[0]
+                    waiter.changed.clear()
+                    await waiter.changed.wait()
+        except TimeoutError:
+            return False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        worker: _Worker | None = None
+        try:
+            hello = await asyncio.wait_for(reader.readline(), timeout=10)
+            message = json.loads(hello) if hello else {}
+            if message.get("type") != "hello" or not hmac.compare_digest(
+                str(message.get("token", "")).encode(), self._token
+            ):
+                log.warning("control channel: refused a connection without the node token")
+                return
+            hello_msg = cast(HelloMessage, message)
+            worker = _Worker(worker=int(hello_msg["worker"]), pid=int(hello_msg["pid"]), writer=writer)
+            old = self._workers.pop(worker.worker, None)
+            if old is not None:
+                old.writer.close()
+            self._workers[worker.worker] = worker
+            writer.write(_encode(SnapshotMessage(type="snapshot", snapshot=self._snapshot)))
+            while line := await reader.readline():
+                self._handle(worker, json.loads(line))
+        except (ConnectionError, TimeoutError, json.JSONDecodeError, ValueError, KeyError) as exc:
+            log.debug("control channel closed: %s", exc)
+        finally:
+            if worker is not None and self._workers.get(worker.worker) is worker:
+                del self._workers[worker.worker]
+                worker.changed.set()
+                if self._on_worker_gone is not None:
+                    self._on_worker_gone(worker.worker)
+            writer.close()
+
+    def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "applied":
+            worker.applied = max(worker.applied, int(message["version"]))
+            self._joined.set()
+        elif kind == "drained":
+            worker.drained = max(worker.drained, int(message["version"]))
+            worker.applied = max(worker.applied, worker.drained)
+            self._joined.set()
+        elif kind == "metrics" and self._on_metrics is not None:
+            self._on_metrics(worker.worker, cast(MetricsMessage, message)["metrics"])
+        worker.changed.set()
+
+
+class ControlClient:
+    """A gateway worker's end of the channel."""
+
+    def __init__(self, host: str, port: int, token: str, worker: int) -> None:
+        self._host, self._port, self._token, self._worker = host, port, token, worker
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(
+            self._host, self._port, limit=_MAX_LINE
+        )
+        self._send(HelloMessage(type="hello", token=self._token, worker=self._worker, pid=os.getpid()))
+
+    async def run(self, on_snapshot: Callable[[GatewaySnapshot], Awaitable[None]]) -> None:
+        """Feed every snapshot to ``on_snapshot`` until the control plane goes away.
+
+        ``on_snapshot`` applies the snapshot and returns; draining is reported separately
+        with :meth:`drained`. Raises :class:`ChannelClosed` when the connection ends.
+        """
+        if self._reader is None:
+            raise TransportError("connect() first")
+        while line := await self._reader.readline():
+            message = json.loads(line)
+            if message.get("type") == "snapshot":
+                snapshot = cast(GatewaySnapshot, message["snapshot"])
+                await on_snapshot(snapshot)
+                self._send({"type": "applied", "version": snapshot["version"]})
+        raise ChannelClosed("the control plane closed the channel")
+
+    def drained(self, version: int) -> None:
+        """Report that no request is in flight any more to instances dropped by ``version``."""
+        self._send({"type": "drained", "version": version})
+
+    def metrics(self, metrics: WorkerMetrics) -> None:
+        """Report this worker's cumulative counters."""
+        self._send({"type": "metrics", "worker": self._worker, "metrics": metrics})
+
+    def _send(self, message: ControlMessage) -> None:
+        if self._writer is None or self._writer.is_closing():
+            return
+        self._writer.write(_encode(message))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,1 @@
+"""Shared fixtures: every test gets its own data directory and nothing leaks between tests."""
