@@ -164,6 +164,8 @@ class ControlServer:
                 if self._on_worker_gone is not None:
                     self._on_worker_gone(worker.worker)
             writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -201,12 +203,15 @@ class ControlClient:
         """
         if self._reader is None:
             raise TransportError("connect() first")
-        while line := await self._reader.readline():
-            message = json.loads(line)
-            if message.get("type") == "snapshot":
-                snapshot = cast(GatewaySnapshot, message["snapshot"])
-                await on_snapshot(snapshot)
-                self._send({"type": "applied", "version": snapshot["version"]})
+        try:
+            while line := await self._reader.readline():
+                message = json.loads(line)
+                if message.get("type") == "snapshot":
+                    snapshot = cast(GatewaySnapshot, message["snapshot"])
+                    await on_snapshot(snapshot)
+                    self._send({"type": "applied", "version": snapshot["version"]})
+        finally:
+            self.close()
         raise ChannelClosed("the control plane closed the channel")
 
     def drained(self, version: int) -> None:

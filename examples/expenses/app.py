@@ -1,0 +1,193 @@
+"""Expense reports: a demo Starlette app that Courtyard runs as a child process.
+
+It keeps its data in memory, so each replica has its own list; it reads ``PORT`` and
+``COURTYARD_REVISION`` from the environment and builds links under ``X-Forwarded-Prefix``.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import os
+import re
+import signal
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+APP_NAME = "expenses"
+CURRENCY = re.compile(r"[A-Z]{3}")
+# A prefix is echoed into HTML, so accept only plain path characters.
+SAFE_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+MAX_DESCRIPTION = 200
+
+SEED = [
+    {"description": "Train to Lyon", "amount": "84.20", "currency": "EUR", "submittedBy": "dana"},
+    {"description": "Team lunch", "amount": "126.00", "currency": "EUR", "submittedBy": "sam"},
+    {"description": "Conference ticket", "amount": "450.00", "currency": "USD", "submittedBy": "li"},
+]
+
+
+class ProblemResponse(JSONResponse):
+    """A problem document (RFC 9457)."""
+
+    media_type = "application/problem+json"
+
+    def __init__(self, status: int, title: str, detail: str, **extra: Any) -> None:
+        body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        super().__init__({**body, **extra}, status_code=status)
+
+
+class ExpenseBook:
+    """The in-memory list of expenses of one process."""
+
+    def __init__(self, seed: list[dict[str, str]]) -> None:
+        self._ids = itertools.count(1)
+        self._items: list[dict[str, Any]] = []
+        for item in seed:
+            self.add(item)
+
+    def add(self, fields: dict[str, str]) -> dict[str, Any]:
+        expense = {"id": next(self._ids), **fields}
+        self._items.append(expense)
+        return expense
+
+    def all(self) -> list[dict[str, Any]]:
+        return list(self._items)
+
+
+def validate_expense(payload: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Check a submitted expense; return the clean fields and a list of field errors."""
+    if not isinstance(payload, dict):
+        return {}, [{"field": "", "message": "expected a JSON object"}]
+    errors: list[dict[str, str]] = []
+    clean: dict[str, str] = {}
+    allowed = {"description", "amount", "currency", "submittedBy"}
+    errors += [{"field": k, "message": "unknown field"} for k in sorted(set(payload) - allowed)]
+
+    description = payload.get("description")
+    if not isinstance(description, str) or not description.strip():
+        errors.append({"field": "description", "message": "expected a non-empty string"})
+    elif len(description) > MAX_DESCRIPTION:
+        errors.append({"field": "description", "message": f"at most {MAX_DESCRIPTION} chars"})
+    else:
+        clean["description"] = description.strip()
+
+    amount = payload.get("amount")
+    try:
+        if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+            raise InvalidOperation
+        value = Decimal(str(amount))
+        if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
+            raise InvalidOperation
+        clean["amount"] = f"{value:.2f}"
+    except InvalidOperation:
+        errors.append({"field": "amount", "message": "expected a positive amount, 2 decimals max"})
+
+    currency = payload.get("currency", "EUR")
+    if isinstance(currency, str) and CURRENCY.fullmatch(currency):
+        clean["currency"] = currency
+    else:
+        errors.append({"field": "currency", "message": "expected an ISO 4217 code like EUR"})
+
+    submitted_by = payload.get("submittedBy", "anonymous")
+    if isinstance(submitted_by, str) and 0 < len(submitted_by) <= 100:
+        clean["submittedBy"] = submitted_by
+    else:
+        errors.append({"field": "submittedBy", "message": "expected a string of 1-100 chars"})
+    return clean, errors
+
+
+def forwarded_prefix(request: Request) -> str:
+    """The path the gateway stripped, or "" when called directly or given something odd."""
+    prefix = request.headers.get("x-forwarded-prefix", "").rstrip("/")
+    return prefix if SAFE_PREFIX.fullmatch(prefix) else ""
+
+
+def create_app(revision: str) -> Starlette:
+    """Build the app; nothing here reads the environment or opens a socket."""
+    book = ExpenseBook(SEED)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def home(request: Request) -> Response:
+        prefix = html.escape(forwarded_prefix(request))
+        rows = "".join(
+            f"<tr><td>{e['id']}</td><td>{html.escape(e['description'])}</td>"
+            f"<td>{e['amount']} {e['currency']}</td><td>{html.escape(e['submittedBy'])}</td></tr>"
+            for e in book.all()
+        )
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Expense reports</title></head>
+<body>
+<h1>Expense reports</h1>
+<p>Revision <code>{html.escape(revision)}</code></p>
+<table><tr><th>#</th><th>Description</th><th>Amount</th><th>By</th></tr>{rows}</table>
+<p><a href="{prefix}/api/expenses">JSON API</a> · <a href="{prefix}/healthz">health</a></p>
+</body></html>
+"""
+        return HTMLResponse(page)
+
+    async def list_expenses(request: Request) -> Response:
+        return JSONResponse(book.all())
+
+    async def create_expense(request: Request) -> Response:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return ProblemResponse(415, "Unsupported Media Type", "send application/json")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return ProblemResponse(400, "Bad Request", "the body is not valid JSON")
+        clean, errors = validate_expense(payload)
+        if errors:
+            return ProblemResponse(
+                422, "Unprocessable Content", "the expense has invalid fields", errors=errors
+            )
+        expense = book.add(clean)
+        location = f"{forwarded_prefix(request)}/api/expenses/{expense['id']}"
+        return JSONResponse(expense, status_code=201, headers={"Location": location})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return ProblemResponse(exc.status_code, exc.detail, f"{request.method} {request.url.path}")
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/", home),
+            Route("/api/expenses", list_expenses, methods=["GET"]),
+            Route("/api/expenses", create_expense, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+
+
+def handle_sigterm(signum: int, frame: object) -> None:
+    """Uvicorn re-raises the signal after its graceful shutdown; by then we only exit 0."""
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8000"))
+    revision = os.environ.get("COURTYARD_REVISION", "dev")
+    signal.signal(signal.SIGTERM, handle_sigterm)
+    signal.signal(signal.SIGINT, handle_sigterm)
+    config = uvicorn.Config(
+        create_app(revision),
+        host="127.0.0.1",
+        port=port,
+        log_level="info",
+        access_log=True,  # one line per request, on stdout
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

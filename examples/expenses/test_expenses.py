@@ -1,0 +1,192 @@
+"""The expenses app, started as a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+APP_DIR = Path(__file__).parent
+REVISION = "rev-test-1"
+PREFIX = "/apps/expenses"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class RunningApp:
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        """Send SIGTERM and return the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(app: RunningApp) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if app.process.poll() is not None:
+            pytest.fail(f"app exited with {app.process.returncode}: {app.stdout.read_text()}")
+        try:
+            if httpx.get(f"{app.url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling a real process; nothing to inject here
+    pytest.fail(f"app not healthy within {START_TIMEOUT} s")
+
+
+@pytest.fixture
+def start_app(tmp_path: Path) -> Iterator[Callable[[], RunningApp]]:
+    """Start the app as a child process; anything still running at teardown is killed."""
+    started: list[RunningApp] = []
+
+    def start() -> RunningApp:
+        port = free_port()
+        stdout = tmp_path / f"stdout-{port}.log"
+        env = {**os.environ, "PORT": str(port), "COURTYARD_REVISION": REVISION}
+        with stdout.open("wb") as out, (tmp_path / f"stderr-{port}.log").open("wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, "app.py"], cwd=APP_DIR, env=env, stdout=out, stderr=err
+            )
+        app = RunningApp(process, port, stdout)
+        started.append(app)
+        wait_healthy(app)
+        return app
+
+    yield start
+    for app in started:
+        if app.process.poll() is None:
+            app.process.kill()
+            app.process.wait()
+
+
+@pytest.fixture
+def client(start_app: Callable[[], RunningApp]) -> Iterator[httpx.Client]:
+    app = start_app()
+    with httpx.Client(base_url=app.url, timeout=5.0) as client:
+        yield client
+
+
+def test_healthz_answers_ok(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_home_shows_revision_and_links_under_the_forwarded_prefix(client: httpx.Client) -> None:
+    direct = client.get("/")
+    proxied = client.get("/", headers={"X-Forwarded-Prefix": PREFIX})
+
+    assert direct.headers["content-type"].startswith("text/html")
+    assert "Expense reports" in direct.text
+    assert REVISION in direct.text
+    assert 'href="/api/expenses"' in direct.text
+    assert f'href="{PREFIX}/api/expenses"' in proxied.text
+
+
+def test_a_prefix_that_is_not_a_plain_path_is_ignored(client: httpx.Client) -> None:
+    response = client.get("/", headers={"X-Forwarded-Prefix": '/x"><script>'})
+    assert "<script>" not in response.text
+    assert 'href="/api/expenses"' in response.text
+
+
+def test_lists_the_seed_expenses(client: httpx.Client) -> None:
+    expenses = client.get("/api/expenses").json()
+    assert len(expenses) == 3
+    assert {"id", "description", "amount", "currency", "submittedBy"} <= set(expenses[0])
+
+
+def test_a_valid_expense_is_created_and_listed(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/expenses",
+        json={"description": "Taxi", "amount": 23.5, "currency": "EUR", "submittedBy": "dana"},
+        headers={"X-Forwarded-Prefix": PREFIX},
+    )
+    assert response.status_code == 201
+    created = response.json()
+    assert created["amount"] == "23.50"
+    assert response.headers["location"] == f"{PREFIX}/api/expenses/{created['id']}"
+    assert created in client.get("/api/expenses").json()
+
+
+def test_an_invalid_expense_gets_a_problem_naming_each_field(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/expenses", json={"description": "", "amount": -5, "currency": "euro", "x": 1}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422
+    fields = {error["field"] for error in problem["errors"]}
+    assert fields == {"description", "amount", "currency", "x"}
+    assert len(client.get("/api/expenses").json()) == 3  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [("{not json", "application/json", 400), ("a=1", "text/plain", 415)],
+)
+def test_a_body_that_is_not_json_is_refused(
+    client: httpx.Client, content: str, content_type: str, status: int
+) -> None:
+    response = client.post(
+        "/api/expenses", content=content, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == status
+    assert response.json()["status"] == status
+
+
+def test_an_unknown_path_gets_a_problem(client: httpx.Client) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_one_connection_carries_several_requests(start_app: Callable[[], RunningApp]) -> None:
+    app = start_app()
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
+    try:
+        sockets = []
+        for _ in range(3):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            assert (response.version, response.read()) == (11, b'{"status":"ok"}')
+            sockets.append(connection.sock)
+        assert sockets[0] is not None
+        assert all(sock is sockets[0] for sock in sockets)
+    finally:
+        connection.close()
+
+
+def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(
+    start_app: Callable[[], RunningApp],
+) -> None:
+    app = start_app()
+    httpx.get(f"{app.url}/api/expenses", timeout=5.0)
+
+    assert app.stop() == 0
+    assert "GET /api/expenses" in app.stdout.read_text()

@@ -1,0 +1,168 @@
+"""The status board, started as a real ``node`` process on a free loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+APP_DIR = Path(__file__).parent
+NODE = shutil.which("node")
+REVISION = "rev-test-1"
+PREFIX = "/apps/status-board"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js on PATH")
+
+
+@dataclass
+class RunningApp:
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        """Send SIGTERM and return the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=STOP_TIMEOUT)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(app: RunningApp) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if app.process.poll() is not None:
+            pytest.fail(f"app exited with {app.process.returncode}: {app.stdout.read_text()}")
+        try:
+            if httpx.get(f"{app.url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling a real process; nothing to inject here
+    pytest.fail(f"app not healthy within {START_TIMEOUT} s")
+
+
+@pytest.fixture
+def start_app(tmp_path: Path) -> Iterator[Callable[[], RunningApp]]:
+    """Start the app as a child process; anything still running at teardown is killed."""
+    started: list[RunningApp] = []
+
+    def start() -> RunningApp:
+        assert NODE is not None
+        port = free_port()
+        stdout = tmp_path / f"stdout-{port}.log"
+        env = {**os.environ, "PORT": str(port), "COURTYARD_REVISION": REVISION}
+        with stdout.open("wb") as out, (tmp_path / f"stderr-{port}.log").open("wb") as err:
+            process = subprocess.Popen(
+                [NODE, "server.js"], cwd=APP_DIR, env=env, stdout=out, stderr=err
+            )
+        app = RunningApp(process, port, stdout)
+        started.append(app)
+        wait_healthy(app)
+        return app
+
+    yield start
+    for app in started:
+        if app.process.poll() is None:
+            app.process.kill()
+            app.process.wait()
+
+
+@pytest.fixture
+def client(start_app: Callable[[], RunningApp]) -> Iterator[httpx.Client]:
+    app = start_app()
+    with httpx.Client(base_url=app.url, timeout=5.0) as client:
+        yield client
+
+
+def test_healthz_answers_ok(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_status_reports_app_revision_and_uptime(client: httpx.Client) -> None:
+    status = client.get("/api/status").json()
+    assert status["app"] == "status-board"
+    assert status["revision"] == REVISION
+    assert 0 <= status["uptime"] < 60
+
+
+def test_home_links_under_the_forwarded_prefix(client: httpx.Client) -> None:
+    direct = client.get("/")
+    proxied = client.get("/", headers={"X-Forwarded-Prefix": PREFIX + "/"})
+
+    assert direct.headers["content-type"].startswith("text/html")
+    assert REVISION in direct.text
+    assert 'href="/api/status"' in direct.text
+    assert f'href="{PREFIX}/api/status"' in proxied.text
+
+
+def test_a_prefix_that_is_not_a_plain_path_is_ignored(client: httpx.Client) -> None:
+    response = client.get("/", headers={"X-Forwarded-Prefix": '/x"><script>'})
+    assert "<script>" not in response.text
+    assert 'href="/api/status"' in response.text
+
+
+def test_a_post_gets_a_problem_naming_the_allowed_methods(client: httpx.Client) -> None:
+    response = client.post("/api/status", json={"status": "down"})
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["allow"] == "GET, HEAD"
+    assert "POST" in response.json()["detail"]
+
+
+def test_an_unknown_path_gets_a_problem(client: httpx.Client) -> None:
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["status"] == 404
+
+
+def test_one_connection_carries_several_requests(start_app: Callable[[], RunningApp]) -> None:
+    app = start_app()
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
+    try:
+        sockets = []
+        for _ in range(3):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            assert (response.version, response.read()) == (11, b'{"status":"ok"}')
+            sockets.append(connection.sock)
+        assert sockets[0] is not None
+        assert all(sock is sockets[0] for sock in sockets)
+    finally:
+        connection.close()
+
+
+def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(
+    start_app: Callable[[], RunningApp],
+) -> None:
+    app = start_app()
+    with httpx.Client(base_url=app.url, timeout=5.0) as idle_keep_alive:
+        idle_keep_alive.get("/api/status")
+
+        started = time.monotonic()
+        assert app.stop() == 0
+        # An idle keep-alive connection must not hold shutdown until the grace period ends.
+        assert time.monotonic() - started < 2.0
+    assert '"GET /api/status HTTP/1.1" 200' in app.stdout.read_text()

@@ -1,0 +1,27 @@
+"""Joins desired state (the catalog) and observed state (the runtime) and tells the data plane.
+
+Error tree::
+
+    LifecycleError
+    ├── AppNotDeployable
+    └── DeployRefused
+"""
+
+from courtyard.lifecycle._dataplane import DataPlane, SnapshotPublisher
+from courtyard.lifecycle._errors import AppNotDeployable, DeployRefused, LifecycleError
+from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, LifecycleConfig, Rollout
+from courtyard.lifecycle._specs import routes_for, workload_for
+
+__all__ = [
+    "AppNotDeployable",
+    "DataPlane",
+    "DeployRefused",
+    "Deployment",
+    "Lifecycle",
+    "LifecycleConfig",
+    "LifecycleError",
+    "Rollout",
+    "SnapshotPublisher",
+    "routes_for",
+    "workload_for",
+]

@@ -1,0 +1,272 @@
+"""The deploy, restart, stop and remove flows: catalog first (durable), runtime after.
+
+A deploy is acknowledged once its revision is committed to the catalog; the rollout then runs
+in the background and its progress is visible in :meth:`Lifecycle.rollout_of`. When the node
+restarts, :meth:`Lifecycle.reconcile` brings every app back to its desired state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+from courtyard.catalog import (
+    App,
+    BundleStore,
+    Catalog,
+    Registration,
+    Revision,
+    parse_manifest,
+)
+from courtyard.core import Clock, SystemClock
+from courtyard.lifecycle._dataplane import DataPlane
+from courtyard.lifecycle._errors import AppNotDeployable
+from courtyard.lifecycle._specs import routes_for, workload_for
+from courtyard.runtime import AppNotRunning, AppState, Supervisor, SupervisorError
+
+log = logging.getLogger("courtyard.lifecycle")
+
+RolloutState = Literal["pending", "in-progress", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """Settings of the lifecycle service."""
+
+    domain: str | None = None  # host routing <app>.<domain>
+
+
+@dataclass
+class Rollout:
+    """Progress of the latest rollout of one app."""
+
+    app: str
+    revision: int
+    state: RolloutState = "pending"
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a deploy request answers: the registration and whether a rollout started."""
+
+    registration: Registration
+    rollout: Rollout | None
+
+
+@dataclass
+class _AppTasks:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    task: asyncio.Task[None] | None = None
+
+
+class Lifecycle:
+    """Turns catalog changes into runtime actions and data-plane snapshots."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        bundles: BundleStore,
+        supervisor: Supervisor,
+        dataplane: DataPlane,
+        config: LifecycleConfig | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._bundles = bundles
+        self._supervisor = supervisor
+        self._dataplane = dataplane
+        self._config = config or LifecycleConfig()
+        self._clock = clock or SystemClock()
+        self._rollouts: dict[str, Rollout] = {}
+        self._apps: dict[str, _AppTasks] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self._supervisor
+
+    # -- deploys ---------------------------------------------------------------------------
+
+    async def deploy_bundle(self, archive: bytes) -> Deployment:
+        """Store a bundle (a gzip tar with ``courtyard.yaml`` on top), register it, roll out."""
+        bundle = await asyncio.to_thread(self._bundles.ingest, archive)
+        manifest = parse_manifest(bundle.manifest_text, source="courtyard.yaml")
+        registration = await self._catalog.register(manifest, bundle.digest)
+        return await self._after_register(registration)
+
+    async def deploy_manifest(self, text: str | bytes, source: str = "courtyard.yaml") -> Deployment:
+        """Register a manifest without code (an Interface, or a command needing no files)."""
+        manifest = parse_manifest(text, source=source)
+        registration = await self._catalog.register(manifest, None)
+        return await self._after_register(registration)
+
+    async def _after_register(self, registration: Registration) -> Deployment:
+        await self._refresh_routes()
+        app = registration.app
+        if not self._runs(app) or app.desired_state != "running":
+            return Deployment(registration, None)
+        current = self._rollouts.get(app.name)
+        if not registration.created and current is not None and current.state != "failed":
+            return Deployment(registration, current)
+        return Deployment(registration, self._start_rollout(app.name, registration.revision))
+
+    # -- actions on running apps -----------------------------------------------------------
+
+    async def restart(self, name: str) -> Rollout:
+        """Restart an app (rolling, one revision); starts it if it was stopped."""
+        app = await self._catalog.get(name)
+        self._require_runnable(app)
+        if app.desired_state != "running":
+            await self._catalog.set_desired(name, "running")
+        revision = await self._catalog.revision(name, app.current_revision)
+        return self._start_rollout(name, revision, restart=True)
+
+    async def stop(self, name: str) -> None:
+        """Stop every instance of an app; it stays in the catalog, desired state "stopped"."""
+        app = await self._catalog.get(name)
+        self._require_runnable(app)
+        await self._catalog.set_desired(name, "stopped")
+        tasks = self._tasks(name)
+        await self._cancel(tasks)
+        async with tasks.lock:
+            with contextlib.suppress(AppNotRunning):
+                await self._supervisor.stop(name)
+        await self._dataplane.sync()
+
+    async def remove(self, name: str) -> None:
+        """Stop an app and take it out of the catalog (its name, routes and capabilities free)."""
+        await self._catalog.get(name)
+        tasks = self._tasks(name)
+        await self._cancel(tasks)
+        async with tasks.lock:
+            with contextlib.suppress(AppNotRunning):
+                await self._supervisor.remove(name)
+            await self._catalog.remove(name)
+        self._rollouts.pop(name, None)
+        self._apps.pop(name, None)
+        await self._refresh_routes()
+        await self._dataplane.sync()
+
+    async def reconcile(self) -> None:
+        """Bring every app to its desired state (at node start)."""
+        await self._refresh_routes()
+        await self._dataplane.sync()
+        for app in await self._catalog.list():
+            if self._runs(app) and app.desired_state == "running":
+                revision = await self._catalog.revision(app.name, app.current_revision)
+                self._start_rollout(app.name, revision)
+
+    async def wait_idle(self) -> None:
+        """Wait for every rollout under way to finish (tests and the demo use it)."""
+        tasks = [t.task for t in self._apps.values() if t.task is not None and not t.task.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel rollouts under way (the runtime stops the processes itself)."""
+        for tasks in self._apps.values():
+            await self._cancel(tasks)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def rollout_of(self, name: str) -> Rollout | None:
+        """The latest rollout of an app since this node started, if any."""
+        return self._rollouts.get(name)
+
+    def runtime_state(self, app: App) -> AppState | None:
+        """The runtime's view of an app, or None when nothing runs for it."""
+        if not self._runs(app):
+            return None
+        try:
+            return self._supervisor.app_state(app.name)
+        except AppNotRunning:
+            return None
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _runs(app: App) -> bool:
+        return app.kind != "Interface" and app.manifest.spec.run is not None
+
+    def _require_runnable(self, app: App) -> None:
+        if not self._runs(app):
+            raise AppNotDeployable(app.name, f"a {app.kind} has no process to run")
+
+    def _tasks(self, name: str) -> _AppTasks:
+        return self._apps.setdefault(name, _AppTasks())
+
+    async def _cancel(self, tasks: _AppTasks) -> None:
+        if tasks.task is not None and not tasks.task.done():
+            tasks.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tasks.task
+
+    async def _refresh_routes(self) -> None:
+        routes = []
+        for app in await self._catalog.list():
+            routes.extend(routes_for(app, self._config.domain))
+        self._dataplane.set_routes(routes)
+
+    def _start_rollout(self, name: str, revision: Revision, *, restart: bool = False) -> Rollout:
+        rollout = Rollout(
+            app=name, revision=revision.number, state="pending", started_at=self._clock.time()
+        )
+        self._rollouts[name] = rollout
+        tasks = self._tasks(name)
+        previous = tasks.task
+        tasks.task = asyncio.create_task(
+            self._roll_out(tasks, previous, rollout, revision, restart),
+            name=f"rollout-{name}-{revision.number}",
+        )
+        return rollout
+
+    async def _roll_out(
+        self,
+        tasks: _AppTasks,
+        previous: asyncio.Task[None] | None,
+        rollout: Rollout,
+        revision: Revision,
+        restart: bool,
+    ) -> None:
+        # The newest request wins: a rollout still waiting behind an older one is replaced.
+        if previous is not None and not previous.done():
+            previous.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await previous
+        async with tasks.lock:
+            rollout.state = "in-progress"
+            try:
+                bundle = self._bundles.path(revision.bundle_digest) if revision.bundle_digest else None
+                spec = workload_for(revision, bundle)
+                if restart:
+                    try:
+                        self._supervisor.app_state(revision.app)
+                        await self._supervisor.restart(revision.app)
+                    except AppNotRunning:
+                        await self._supervisor.apply(spec)
+                else:
+                    await self._supervisor.apply(spec)
+            except SupervisorError as exc:
+                rollout.state, rollout.message = "failed", str(exc)
+                log.warning("rollout of %s revision %d failed: %s", rollout.app, rollout.revision, exc)
+            except asyncio.CancelledError:
+                rollout.state, rollout.message = "failed", "replaced by a newer request"
+                raise
+            except Exception as exc:  # the node must outlive any one app's failure
+                rollout.state, rollout.message = "failed", f"internal error: {exc}"
+                log.exception("rollout of %s failed", rollout.app)
+            else:
+                rollout.state = "succeeded"
+                rollout.message = f"revision {rollout.revision} serving"
+            finally:
+                rollout.finished_at = self._clock.time()

@@ -1,0 +1,65 @@
+"""Pure translations from catalog manifests to what the runtime and the gateway consume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from courtyard.catalog import App, Revision
+from courtyard.contracts import Route
+from courtyard.runtime import WorkloadSpec
+
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_RESPONSE_TIMEOUT = 60.0
+
+
+def workload_for(revision: Revision, bundle: Path | None) -> WorkloadSpec:
+    """The runtime's view of one revision: what to run, how many, how to check it."""
+    run = revision.manifest.spec.run
+    if run is None:
+        raise ValueError(f"{revision.app} has no run section")
+    health = run.health
+    return WorkloadSpec(
+        app=revision.app,
+        revision=revision.number,
+        bundle=bundle,
+        command=tuple(run.command),
+        env=dict(run.env),
+        replicas=run.replicas,
+        health_path=health.path if health is not None else None,
+        health_interval=health.interval if health is not None else None,
+        health_timeout=health.timeout if health is not None else 2.0,
+        failure_threshold=health.failure_threshold if health is not None else 3,
+        ready_timeout=run.ready_timeout,
+        drain_timeout=run.drain_timeout,
+        memory_bytes=run.resources.memory if run.resources is not None else None,
+        cpu_millis=run.resources.cpu if run.resources is not None else None,
+    )
+
+
+def routes_for(app: App, domain: str | None) -> list[Route]:
+    """The gateway routes of one app: its manifest routes, and ``<name>.<domain>`` if set."""
+    routes: list[Route] = [
+        Route(
+            app=app.name,
+            path=route.path,
+            host=route.host,
+            strip_prefix=True,
+            max_body_bytes=route.max_body_size,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+            response_timeout=DEFAULT_RESPONSE_TIMEOUT,
+        )
+        for route in app.manifest.spec.routes
+    ]
+    if domain and routes:
+        routes.append(
+            Route(
+                app=app.name,
+                path="/",
+                host=f"{app.name}.{domain}",
+                strip_prefix=False,
+                max_body_bytes=routes[0]["max_body_bytes"],
+                connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+                response_timeout=DEFAULT_RESPONSE_TIMEOUT,
+            )
+        )
+    return routes

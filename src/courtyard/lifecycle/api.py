@@ -1,0 +1,222 @@
+"""REST API for apps: deploy, list, status, restart, stop, remove and logs (``/api/v1/apps``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from courtyard.catalog import App
+from courtyard.core import problem
+from courtyard.lifecycle._errors import DeployRefused
+from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, Rollout
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+_BUNDLE_TYPES = {"application/gzip", "application/x-gzip", "application/x-tar+gzip"}
+_MANIFEST_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "application/json"}
+
+
+def rollout_document(rollout: Rollout | None) -> dict[str, Any] | None:
+    if rollout is None:
+        return None
+    return {
+        "revision": rollout.revision,
+        "state": rollout.state,
+        "message": rollout.message,
+        "startedAt": rollout.started_at,
+        "finishedAt": rollout.finished_at,
+    }
+
+
+def app_document(lifecycle: Lifecycle, app: App, *, instances: bool = False) -> dict[str, Any]:
+    """One app as the API shows it: catalog facts joined with runtime state."""
+    state = lifecycle.runtime_state(app)
+    doc: dict[str, Any] = {
+        "name": app.name,
+        "kind": app.kind,
+        "title": app.title,
+        "owner": app.owner,
+        "businessOwner": app.business_owner,
+        "stage": app.stage,
+        "tags": list(app.tags),
+        "revision": app.current_revision,
+        "desiredState": app.desired_state,
+        "routes": [r.path for r in app.manifest.spec.routes],
+        "provides": list(app.manifest.spec.provides),
+        "createdAt": app.created_at,
+        "updatedAt": app.updated_at,
+        "phase": state.phase if state is not None else _phase_without_runtime(app),
+        "readyReplicas": state.ready_replicas if state is not None else 0,
+        "desiredReplicas": state.desired_replicas if state is not None else 0,
+        "restarts": state.restarts if state is not None else 0,
+        "message": state.message if state is not None else "",
+        "servingRevision": state.revision if state is not None else None,
+        "rollout": rollout_document(lifecycle.rollout_of(app.name)),
+    }
+    if instances:
+        doc["instances"] = [
+            {
+                "id": i.id,
+                "revision": i.revision,
+                "pid": i.pid,
+                "port": i.port,
+                "state": i.state,
+                "restarts": i.restarts,
+                "startedAt": i.started_at,
+                "lastExit": i.last_exit,
+            }
+            for i in lifecycle.supervisor.instances(app.name)
+        ] if state is not None else []
+    return doc
+
+
+def _phase_without_runtime(app: App) -> str:
+    if app.kind == "Interface" or app.manifest.spec.run is None:
+        return "registered"
+    return "stopped" if app.desired_state == "stopped" else "pending"
+
+
+def _deployment_document(lifecycle: Lifecycle, deployment: Deployment) -> dict[str, Any]:
+    registration = deployment.registration
+    return {
+        "app": app_document(lifecycle, registration.app),
+        "revision": {
+            "number": registration.revision.number,
+            "digest": registration.revision.digest,
+            "createdAt": registration.revision.created_at,
+        },
+        "created": registration.created,
+        "rollout": rollout_document(deployment.rollout),
+    }
+
+
+def router(lifecycle: Lifecycle) -> APIRouter:
+    """The ``/api/v1/apps`` routes over one lifecycle service."""
+    api = APIRouter(prefix="/api/v1", tags=["apps"])
+
+    @api.post("/apps", status_code=201, summary="Deploy an app bundle or register a manifest")
+    async def deploy(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = await _read_body(request)
+        if content_type in _BUNDLE_TYPES:
+            deployment = await lifecycle.deploy_bundle(body)
+        elif content_type in _MANIFEST_TYPES:
+            deployment = await lifecycle.deploy_manifest(body)
+        else:
+            raise DeployRefused(
+                "send a gzip tar of the app folder (Content-Type: application/gzip) or a "
+                "manifest (Content-Type: application/yaml or application/json)"
+            )
+        status = 201 if deployment.registration.created else 200
+        return JSONResponse(_deployment_document(lifecycle, deployment), status_code=status)
+
+    @api.get("/apps", summary="List apps with their state")
+    async def list_apps() -> list[dict[str, Any]]:
+        return [app_document(lifecycle, app) for app in await lifecycle.catalog.list()]
+
+    @api.get("/apps/{name}", summary="One app with its instances")
+    async def get_app(name: str) -> dict[str, Any]:
+        return app_document(lifecycle, await lifecycle.catalog.get(name), instances=True)
+
+    @api.post("/apps/{name}/restart", status_code=202, summary="Rolling restart (starts a stopped app)")
+    async def restart(name: str) -> dict[str, Any]:
+        rollout = await lifecycle.restart(name)
+        return {"app": name, "rollout": rollout_document(rollout)}
+
+    @api.post("/apps/{name}/stop", summary="Stop every instance; the app stays registered")
+    async def stop(name: str) -> dict[str, Any]:
+        await lifecycle.stop(name)
+        return app_document(lifecycle, await lifecycle.catalog.get(name))
+
+    @api.delete("/apps/{name}", status_code=204, summary="Stop an app and remove it from the catalog")
+    async def remove(name: str) -> None:
+        await lifecycle.remove(name)
+
+    @api.get("/apps/{name}/logs", summary="The app's instance logs (text), optionally followed")
+    async def logs(
+        name: str,
+        tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
+        follow: bool = False,
+    ) -> StreamingResponse:
+        app = await lifecycle.catalog.get(name)
+        if lifecycle.runtime_state(app) is None and not follow:
+            files: list[Path] = []
+        else:
+            files = _log_files(lifecycle, name)
+        return StreamingResponse(
+            _stream_logs(lifecycle, name, files, tail, follow), media_type="text/plain; charset=utf-8"
+        )
+
+    return api
+
+
+def _log_files(lifecycle: Lifecycle, name: str) -> list[Path]:
+    try:
+        return lifecycle.supervisor.log_files(name)
+    except Exception:  # an app with no instance yet has no logs
+        return []
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise DeployRefused(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_UPLOAD_BYTES:
+            raise DeployRefused(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    if size == 0:
+        raise DeployRefused("the request has no body: send a bundle or a manifest")
+    return b"".join(chunks)
+
+
+def _tail_lines(files: list[Path], count: int) -> list[bytes]:
+    lines: list[bytes] = []
+    for path in reversed(files):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        lines[:0] = data.splitlines(keepends=True)
+        if len(lines) >= count:
+            break
+    return lines[-count:] if count else []
+
+
+async def _stream_logs(
+    lifecycle: Lifecycle, name: str, files: list[Path], tail: int, follow: bool
+) -> AsyncIterator[bytes]:
+    for line in _tail_lines(files, tail):
+        yield line
+    if not follow:
+        return
+    # Follow every instance's current log file, picking up new instances as they start.
+    offsets = {path: path.stat().st_size for path in files if path.exists()}
+    while True:
+        await asyncio.sleep(0.25)
+        for path in _log_files(lifecycle, name):
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            start = offsets.get(path, 0)
+            if size < start:  # rotated: start over
+                start = 0
+            if size > start:
+                with path.open("rb") as handle:
+                    handle.seek(start)
+                    data = handle.read(size - start)
+                offsets[path] = size
+                yield data
+
+
+def not_deployable_problem(detail: str) -> dict[str, Any]:
+    """The problem document of an action an app cannot take (HTTP 409)."""
+    return dict(problem(409, "Not deployable", detail))

@@ -1,0 +1,110 @@
+"""Node settings, read once at start: flags beat ``COURTYARD_*`` variables beat ``courtyard.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from courtyard.node._errors import ConfigInvalid
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start; immutable once built."""
+
+    data_dir: Path = Path(".courtyard")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9180
+    database_url: str | None = None  # default: SQLite file in the data directory
+    domain: str | None = None  # host routing <app>.<domain>
+    public_url: str | None = None  # default: http://host:port
+    drain_timeout: float = 30.0
+    stop_grace: float = 10.0
+    access_log: bool = True
+
+    @property
+    def url(self) -> str:
+        """Where clients reach the gateway."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def database(self) -> str:
+        """The database URL in force."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'courtyard.db').resolve()}"
+
+
+_ENV_PREFIX = "COURTYARD_"
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    target = str(kind)
+    try:
+        if "Path" in target:
+            return Path(str(value)).expanduser()
+        if "bool" in target:
+            if isinstance(value, bool):
+                return value
+            lowered = str(value).strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if "int" in target:
+            number = int(value)
+            if name.endswith("port") and not 0 <= number <= 65535:
+                raise ValueError(value)
+            if name == "workers" and not 1 <= number <= 64:
+                raise ValueError(value)
+            return number
+        if "float" in target:
+            return float(value)
+        return None if value in (None, "") and "None" in target else str(value)
+    except (TypeError, ValueError):
+        raise ConfigInvalid(f"setting {name!r}: {value!r} is not a valid {_describe(target)}") from None
+
+
+def _describe(target: str) -> str:
+    for word in ("bool", "int", "float", "Path"):
+        if word in target:
+            return {"bool": "boolean", "int": "whole number", "float": "number", "Path": "path"}[word]
+    return "string"
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> NodeConfig:
+    """Merge the three sources; unknown keys in the TOML file are an error naming them."""
+    known = {f.name: f.type for f in fields(NodeConfig)}
+    values: dict[str, Any] = {}
+    if toml_path is not None and toml_path.exists():
+        try:
+            document = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigInvalid(f"{toml_path}: {exc}") from None
+        section = document.get("node", document)
+        for key, value in section.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigInvalid(f"{toml_path}: unknown setting {key!r}")
+            values[name] = value
+    for key, value in (environ or {}).items():
+        if key.startswith(_ENV_PREFIX):
+            name = key[len(_ENV_PREFIX) :].lower()
+            if name in known:
+                values[name] = value
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key] = value
+    coerced = {name: _coerce(name, value, known[name]) for name, value in values.items()}
+    return NodeConfig(**coerced)

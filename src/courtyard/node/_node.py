@@ -1,0 +1,288 @@
+"""One node: store, catalog, runtime, lifecycle, control-plane API, gateway workers, admin.
+
+``Node.run`` is the only place that builds every service (STYLE.md §6); it holds the data
+directory's lock for its whole life, so two nodes never share one directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from courtyard import __version__
+from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
+from courtyard.contracts import Route, UpstreamInstance, WorkerMetrics
+from courtyard.gateway import render_metrics
+from courtyard.lifecycle import DataPlane, Deployment, Lifecycle, LifecycleConfig
+from courtyard.node._config import NodeConfig
+from courtyard.node._controlplane import build_api
+from courtyard.node._errors import NodeStartFailed
+from courtyard.node._metrics import admin_app
+from courtyard.node._servers import bind_loopback, embedded_server, reserve_port
+from courtyard.node._workers import GatewayWorkers
+from courtyard.runtime import RuntimeConfig, Supervisor
+from courtyard.store import Database
+from courtyard.transport import ControlServer
+
+log = logging.getLogger("courtyard.node")
+
+CONTROL_PLANE_APP = "courtyard"
+TOKEN_FILE = "admin.token"
+INFO_FILE = "node.json"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a running node tells its CLI through ``node.json`` in the data directory."""
+
+    url: str
+    admin_url: str
+    pid: int
+    version: str
+    started_at: float
+
+
+def read_node_info(data_dir: Path) -> NodeInfo | None:
+    """The running node's info, or None when no node has written one."""
+    try:
+        document = json.loads((data_dir / INFO_FILE).read_text(encoding="utf-8"))
+        return NodeInfo(**document)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def ensure_admin_token(data_dir: Path) -> str:
+    """Read the node's admin token, creating it (0600) on first use."""
+    path = data_dir / TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return token
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+class Node:
+    """A whole Courtyard node on one machine."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._worker_metrics: dict[int, WorkerMetrics] = {}
+        self.lifecycle: Lifecycle | None = None
+        self.url = config.url
+        self.admin_url = ""
+        self.port = config.port
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to shut down gracefully (what SIGTERM and SIGINT do)."""
+        self._stop.set()
+
+    async def run(
+        self,
+        *,
+        demo: list[Path] | None = None,
+        on_ready: Callable[[Node], None] | None = None,
+        on_demo: Callable[[list[tuple[Path, Deployment | Exception]]], None] | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        """Start everything, serve until asked to stop, then stop everything in order."""
+        config = self.config
+        data_dir = config.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(_lock_data_dir(data_dir))
+            token = ensure_admin_token(data_dir)
+            loop = asyncio.get_running_loop()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.request_stop)
+                    stack.callback(loop.remove_signal_handler, sig)
+
+            public = reserve_port(config.host, config.port)
+            stack.callback(public.close)
+            self.port = public.getsockname()[1]
+            self.url = config.public_url.rstrip("/") if config.public_url else (
+                f"http://{config.host}:{self.port}"
+            )
+
+            db = await asyncio.to_thread(Database.open, config.database)
+            stack.callback(db.close)
+            catalog = Catalog(SqlCatalogStore(db))
+            bundles = BundleStore(data_dir / "bundles")
+
+            control_token = secrets.token_urlsafe(32)
+            control = ControlServer(control_token, on_metrics=self._record_metrics)
+            control_address = await control.start()
+            stack.push_async_callback(control.aclose)
+
+            dataplane = DataPlane(control, drain_timeout=config.drain_timeout)
+            supervisor = Supervisor(
+                RuntimeConfig(
+                    data_dir=data_dir,
+                    node_id=f"{os.uname().nodename}-{os.getpid()}",
+                    platform_url=self.url,
+                    stop_grace=config.stop_grace,
+                ),
+                dataplane,
+            )
+            dataplane.bind_endpoints(supervisor.endpoints)
+            await supervisor.start()
+            stack.push_async_callback(supervisor.aclose)
+            lifecycle = Lifecycle(
+                catalog, bundles, supervisor, dataplane, LifecycleConfig(domain=config.domain)
+            )
+            self.lifecycle = lifecycle
+            stack.push_async_callback(lifecycle.aclose)
+
+            api_socket = bind_loopback()
+            api_port = api_socket.getsockname()[1]
+            api = build_api(lifecycle, token, self._info)
+            api_server = embedded_server(api, api_socket)
+            api_task = asyncio.create_task(api_server.serve(sockets=[api_socket]), name="api")
+            stack.push_async_callback(_stop_server, api_server, api_task)
+
+            admin_socket = bind_loopback(config.admin_host, config.admin_port)
+            self.admin_url = f"http://{config.admin_host}:{admin_socket.getsockname()[1]}"
+            admin_server = embedded_server(admin_app(self._metrics_text), admin_socket)
+            admin_task = asyncio.create_task(admin_server.serve(sockets=[admin_socket]), name="admin")
+            stack.push_async_callback(_stop_server, admin_server, admin_task)
+
+            dataplane.set_builtin(
+                [_api_route()],
+                {CONTROL_PLANE_APP: [UpstreamInstance(id="control-plane", host="127.0.0.1", port=api_port, revision=0)]},
+            )
+            await dataplane.sync()
+
+            workers = GatewayWorkers(
+                count=config.workers,
+                listen=(config.host, self.port),
+                control=control_address,
+                token=control_token,
+                log_dir=data_dir / "logs" / "gateway",
+                access_log=config.access_log,
+            )
+            await workers.start()
+            stack.push_async_callback(workers.aclose, config.stop_grace)
+            try:
+                await control.wait_workers(config.workers, timeout=30)
+            except TimeoutError:
+                raise NodeStartFailed(
+                    f"gateway workers did not start; see {data_dir / 'logs' / 'gateway'}"
+                ) from None
+
+            await lifecycle.reconcile()
+            _write_atomic(
+                data_dir / INFO_FILE,
+                json.dumps(
+                    {
+                        "url": self.url,
+                        "admin_url": self.admin_url,
+                        "pid": os.getpid(),
+                        "version": __version__,
+                        "started_at": time.time(),
+                    }
+                ),
+            )
+            stack.callback(_unlink, data_dir / INFO_FILE)
+            if on_ready is not None:
+                on_ready(self)
+            if demo:
+                results = await self._deploy_demo(lifecycle, demo)
+                if on_demo is not None:
+                    on_demo(results)
+            await self._stop.wait()
+            log.info("node stopping")
+
+    async def _deploy_demo(
+        self, lifecycle: Lifecycle, folders: list[Path]
+    ) -> list[tuple[Path, Deployment | Exception]]:
+        results: list[tuple[Path, Deployment | Exception]] = []
+        for folder in folders:
+            try:
+                archive = await asyncio.to_thread(make_bundle, folder)
+                results.append((folder, await lifecycle.deploy_bundle(archive)))
+            except Exception as exc:  # one broken demo app must not stop the others
+                results.append((folder, exc))
+        await lifecycle.wait_idle()
+        return results
+
+    def _record_metrics(self, worker: int, metrics: WorkerMetrics) -> None:
+        self._worker_metrics[worker] = metrics
+
+    def _metrics_text(self) -> str:
+        return render_metrics(dict(self._worker_metrics))
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "url": self.url,
+            "adminUrl": self.admin_url,
+            "workers": self.config.workers,
+            "pid": os.getpid(),
+        }
+
+
+def _api_route() -> Route:
+    return Route(
+        app=CONTROL_PLANE_APP,
+        path="/api/v1/",
+        host=None,
+        strip_prefix=False,
+        max_body_bytes=64 * 1024 * 1024,
+        connect_timeout=2.0,
+        response_timeout=300.0,
+    )
+
+
+async def _stop_server(server: Any, task: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(task, 10)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _lock_data_dir(data_dir: Path) -> Any:
+    handle = (data_dir / "node.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise NodeStartFailed(
+            f"another node is running with the data directory {data_dir}"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -1,0 +1,122 @@
+"""Gateway worker processes: started, watched and restarted by the node, dying with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger("courtyard.node")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # prctl(2) PR_SET_PDEATHSIG: the kernel kills the worker when the node dies, even by SIGKILL.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class GatewayWorkers:
+    """N ``python -m courtyard.gateway`` processes sharing the public port (SO_REUSEPORT)."""
+
+    def __init__(
+        self,
+        *,
+        count: int,
+        listen: tuple[str, int],
+        control: tuple[str, int],
+        token: str,
+        log_dir: Path,
+        access_log: bool,
+    ) -> None:
+        self._count = count
+        self._listen = listen
+        self._control = control
+        self._token = token
+        self._log_dir = log_dir
+        self._access_log = access_log
+        self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.restarts = 0
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes.values()]
+
+    async def start(self) -> None:
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        for worker in range(1, self._count + 1):
+            await self._spawn(worker)
+            self._watchers.append(asyncio.create_task(self._watch(worker), name=f"gw-{worker}"))
+
+    async def _spawn(self, worker: int) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "courtyard.gateway",
+            "--listen",
+            f"{self._listen[0]}:{self._listen[1]}",
+            "--control",
+            f"{self._control[0]}:{self._control[1]}",
+            "--worker-id",
+            str(worker),
+        ]
+        if self._access_log:
+            argv += ["--access-log", str(self._log_dir / f"access-{worker}.log")]
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("COURTYARD_") or key == "COURTYARD_LOG_LEVEL"
+        }
+        env["COURTYARD_CONTROL_TOKEN"] = self._token
+        output = (self._log_dir / f"worker-{worker}.log").open("ab")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            output.close()
+        self._processes[worker] = process
+
+    async def _watch(self, worker: int) -> None:
+        delay = 0.2
+        while not self._stopping:
+            process = self._processes[worker]
+            code = await process.wait()
+            if self._stopping:
+                return
+            log.error("gateway worker %d exited with %s; restarting in %.1f s", worker, code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            self.restarts += 1
+            with contextlib.suppress(OSError):
+                await self._spawn(worker)
+
+    async def aclose(self, grace: float = 10.0) -> None:
+        """SIGTERM every worker (they finish in-flight requests), SIGKILL after ``grace``."""
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        for process in self._processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        for process in self._processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()

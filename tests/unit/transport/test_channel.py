@@ -1,0 +1,79 @@
+import asyncio
+import json
+
+import pytest
+
+from courtyard.contracts import GatewaySnapshot, WorkerMetrics
+from courtyard.transport import ChannelClosed, ControlClient, ControlServer
+
+
+def snap(version: int) -> GatewaySnapshot:
+    return {"version": version, "routes": [], "apps": {}}
+
+
+async def test_worker_receives_snapshots_and_drained_is_awaited() -> None:
+    metrics: list[tuple[int, WorkerMetrics]] = []
+    server = ControlServer("s3cret", on_metrics=lambda w, m: metrics.append((w, m)))
+    host, port = await server.start()
+    await server.publish(snap(1))
+    client = ControlClient(host, port, "s3cret", worker=1)
+    await client.connect()
+    seen: list[int] = []
+
+    async def on_snapshot(snapshot: GatewaySnapshot) -> None:
+        seen.append(snapshot["version"])
+
+    runner = asyncio.create_task(client.run(on_snapshot))
+    await server.wait_workers(1, timeout=5)
+    assert seen == [1]
+    await server.publish(snap(2))
+    waiter = asyncio.create_task(server.wait_drained(2, timeout=5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # applied is not drained
+    client.drained(2)
+    assert await waiter is True
+    assert seen == [1, 2]
+
+    client.metrics({"requests": {"a|2xx": 3}, "latency": {}, "upstream_errors": {}, "in_flight": 0})
+    for _ in range(100):
+        if metrics:
+            break
+        await asyncio.sleep(0.01)
+    assert metrics == [(1, {"requests": {"a|2xx": 3}, "latency": {}, "upstream_errors": {}, "in_flight": 0})]
+
+    await server.aclose()
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(runner, 5)
+
+
+async def test_wrong_token_is_refused() -> None:
+    server = ControlServer("right")
+    host, port = await server.start()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(json.dumps({"type": "hello", "token": "wrong", "worker": 1, "pid": 1}).encode() + b"\n")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without a snapshot
+    assert server.workers == []
+    writer.close()
+    await writer.wait_closed()
+    await server.aclose()
+
+
+async def test_drain_wait_ends_when_worker_leaves_and_times_out_otherwise() -> None:
+    server = ControlServer("t")
+    host, port = await server.start()
+    client = ControlClient(host, port, "t", worker=7)
+    await client.connect()
+
+    async def ignore(_: GatewaySnapshot) -> None:
+        return None
+
+    runner = asyncio.create_task(client.run(ignore))
+    await server.wait_workers(1, timeout=5)
+    await server.publish(snap(3))
+    assert await server.wait_drained(3, timeout=0.05) is False
+    waiter = asyncio.create_task(server.wait_drained(3, timeout=5))
+    client.close()
+    assert await waiter is True  # a worker that is gone holds no requests
+    with pytest.raises((ChannelClosed, ConnectionError)):
+        await runner
+    await server.aclose()
