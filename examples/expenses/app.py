@@ -30,7 +30,12 @@ MAX_DESCRIPTION = 200
 SEED = [
     {"description": "Train to Lyon", "amount": "84.20", "currency": "EUR", "submittedBy": "dana"},
     {"description": "Team lunch", "amount": "126.00", "currency": "EUR", "submittedBy": "sam"},
-    {"description": "Conference ticket", "amount": "450.00", "currency": "USD", "submittedBy": "li"},
+    {
+        "description": "Conference ticket",
+        "amount": "450.00",
+        "currency": "USD",
+        "submittedBy": "li",
+    },
 ]
 
 

@@ -153,9 +153,7 @@ def test_an_invalid_expense_gets_a_problem_naming_each_field(client: httpx.Clien
 def test_a_body_that_is_not_json_is_refused(
     client: httpx.Client, content: str, content_type: str, status: int
 ) -> None:
-    response = client.post(
-        "/api/expenses", content=content, headers={"Content-Type": content_type}
-    )
+    response = client.post("/api/expenses", content=content, headers={"Content-Type": content_type})
     assert response.status_code == status
     assert response.json()["status"] == status
 

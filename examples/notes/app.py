@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
@@ -221,7 +221,11 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
             return
         body = io.BytesIO(self.rfile.read(length))
         handler = KeepAliveServerHandler(
-            body, self.wfile, self.get_stderr(), self.get_environ(), multithread=True
+            body,
+            cast(IO[bytes], self.wfile),
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=True,
         )
         handler.request_handler = self  # type: ignore[attr-defined]  # wsgiref logs through it
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
@@ -240,7 +244,7 @@ class KeepAliveRequestHandler(WSGIRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body.encode())
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         # One line per request on stdout, as the platform collects it.
         print(f"{self.address_string()} - {format % args}", flush=True)
 

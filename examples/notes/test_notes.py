@@ -203,4 +203,3 @@ def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(start_app: Sta
 
         assert app.stop() == 0
     assert '"GET /version HTTP/1.1" 200' in app.stdout.read_text()
-

@@ -8,9 +8,7 @@ import pytest
 import courtyard
 
 PACKAGES = sorted(
-    info.name
-    for info in pkgutil.iter_modules(courtyard.__path__, "courtyard.")
-    if info.ispkg
+    info.name for info in pkgutil.iter_modules(courtyard.__path__, "courtyard.") if info.ispkg
 )
 
 

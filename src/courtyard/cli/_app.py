@@ -36,7 +36,9 @@ DataDir = Annotated[
 ]
 Url = Annotated[
     str | None,
-    typer.Option("--url", envvar="COURTYARD_URL", help="The node's URL (default: the running node's)."),
+    typer.Option(
+        "--url", envvar="COURTYARD_URL", help="The node's URL (default: the running node's)."
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -93,9 +95,9 @@ def up(
     port: Annotated[int | None, typer.Option(help="Gateway port.")] = None,
     host: Annotated[str | None, typer.Option(help="Gateway address.")] = None,
     admin_port: Annotated[int | None, typer.Option(help="Admin (metrics) port.")] = None,
-    config_file: Annotated[
-        Path, typer.Option("--config", help="Settings file.")
-    ] = Path("courtyard.toml"),
+    config_file: Annotated[Path, typer.Option("--config", help="Settings file.")] = Path(
+        "courtyard.toml"
+    ),
 ) -> None:
     """Start a node: control plane, runtime and gateway on one port."""
     import os  # noqa: PLC0415
@@ -173,7 +175,11 @@ def deploy(
     api = client(url, data_dir)
     with err.status(f"Uploading {path} ({len(archive) // 1024 + 1} KiB)…"):
         result = call(
-            api, "POST", "/api/v1/apps", content=archive, headers={"Content-Type": "application/gzip"}
+            api,
+            "POST",
+            "/api/v1/apps",
+            content=archive,
+            headers={"Content-Type": "application/gzip"},
         )
     name = result["app"]["name"]
     revision = result["revision"]["number"]
@@ -241,7 +247,9 @@ def status(
 @app.command()
 def logs(
     name: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
     tail: Annotated[int, typer.Option(help="Lines from the end to start with.")] = 100,
     url: Url = None,
     data_dir: DataDir = Path(".courtyard"),

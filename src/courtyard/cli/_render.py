@@ -66,7 +66,9 @@ def app_detail(doc: dict[str, Any], base: str) -> list[RenderableType]:
         lines.append(f"[yellow]{doc['message']}[/yellow]")
     rollout = doc.get("rollout")
     if rollout:
-        lines.append(f"last rollout: revision {rollout['revision']} {rollout['state']} {rollout['message']}")
+        lines.append(
+            f"last rollout: revision {rollout['revision']} {rollout['state']} {rollout['message']}"
+        )
     for route in routes:
         lines.append(f"url {base}{route}")
     instances = doc.get("instances") or []

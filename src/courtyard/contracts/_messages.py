@@ -58,6 +58,4 @@ class MetricsMessage(TypedDict):
     metrics: WorkerMetrics
 
 
-ControlMessage = (
-    HelloMessage | SnapshotMessage | AppliedMessage | DrainedMessage | MetricsMessage
-)
+ControlMessage = HelloMessage | SnapshotMessage | AppliedMessage | DrainedMessage | MetricsMessage

@@ -54,7 +54,9 @@ class DataPlane:
         """Name where ready instances come from (the runtime supervisor's ``endpoints``)."""
         self._endpoints = source
 
-    def set_builtin(self, routes: list[Route], upstreams: Mapping[str, list[UpstreamInstance]]) -> None:
+    def set_builtin(
+        self, routes: list[Route], upstreams: Mapping[str, list[UpstreamInstance]]
+    ) -> None:
         """Routes served by the platform itself (the API), ahead of any app route."""
         self._builtin_routes = list(routes)
         self._builtin_upstreams = dict(upstreams)

@@ -104,7 +104,9 @@ class Lifecycle:
         registration = await self._catalog.register(manifest, bundle.digest)
         return await self._after_register(registration)
 
-    async def deploy_manifest(self, text: str | bytes, source: str = "courtyard.yaml") -> Deployment:
+    async def deploy_manifest(
+        self, text: str | bytes, source: str = "courtyard.yaml"
+    ) -> Deployment:
         """Register a manifest without code (an Interface, or a command needing no files)."""
         manifest = parse_manifest(text, source=source)
         registration = await self._catalog.register(manifest, None)
@@ -246,7 +248,9 @@ class Lifecycle:
         async with tasks.lock:
             rollout.state = "in-progress"
             try:
-                bundle = self._bundles.path(revision.bundle_digest) if revision.bundle_digest else None
+                bundle = (
+                    self._bundles.path(revision.bundle_digest) if revision.bundle_digest else None
+                )
                 spec = workload_for(revision, bundle)
                 if restart:
                     try:
@@ -258,7 +262,9 @@ class Lifecycle:
                     await self._supervisor.apply(spec)
             except SupervisorError as exc:
                 rollout.state, rollout.message = "failed", str(exc)
-                log.warning("rollout of %s revision %d failed: %s", rollout.app, rollout.revision, exc)
+                log.warning(
+                    "rollout of %s revision %d failed: %s", rollout.app, rollout.revision, exc
+                )
             except asyncio.CancelledError:
                 rollout.state, rollout.message = "failed", "replaced by a newer request"
                 raise

@@ -58,19 +58,23 @@ def app_document(lifecycle: Lifecycle, app: App, *, instances: bool = False) -> 
         "rollout": rollout_document(lifecycle.rollout_of(app.name)),
     }
     if instances:
-        doc["instances"] = [
-            {
-                "id": i.id,
-                "revision": i.revision,
-                "pid": i.pid,
-                "port": i.port,
-                "state": i.state,
-                "restarts": i.restarts,
-                "startedAt": i.started_at,
-                "lastExit": i.last_exit,
-            }
-            for i in lifecycle.supervisor.instances(app.name)
-        ] if state is not None else []
+        doc["instances"] = (
+            [
+                {
+                    "id": i.id,
+                    "revision": i.revision,
+                    "pid": i.pid,
+                    "port": i.port,
+                    "state": i.state,
+                    "restarts": i.restarts,
+                    "startedAt": i.started_at,
+                    "lastExit": i.last_exit,
+                }
+                for i in lifecycle.supervisor.instances(app.name)
+            ]
+            if state is not None
+            else []
+        )
     return doc
 
 
@@ -122,7 +126,9 @@ def router(lifecycle: Lifecycle) -> APIRouter:
     async def get_app(name: str) -> dict[str, Any]:
         return app_document(lifecycle, await lifecycle.catalog.get(name), instances=True)
 
-    @api.post("/apps/{name}/restart", status_code=202, summary="Rolling restart (starts a stopped app)")
+    @api.post(
+        "/apps/{name}/restart", status_code=202, summary="Rolling restart (starts a stopped app)"
+    )
     async def restart(name: str) -> dict[str, Any]:
         rollout = await lifecycle.restart(name)
         return {"app": name, "rollout": rollout_document(rollout)}
@@ -132,7 +138,9 @@ def router(lifecycle: Lifecycle) -> APIRouter:
         await lifecycle.stop(name)
         return app_document(lifecycle, await lifecycle.catalog.get(name))
 
-    @api.delete("/apps/{name}", status_code=204, summary="Stop an app and remove it from the catalog")
+    @api.delete(
+        "/apps/{name}", status_code=204, summary="Stop an app and remove it from the catalog"
+    )
     async def remove(name: str) -> None:
         await lifecycle.remove(name)
 
@@ -148,7 +156,8 @@ def router(lifecycle: Lifecycle) -> APIRouter:
         else:
             files = _log_files(lifecycle, name)
         return StreamingResponse(
-            _stream_logs(lifecycle, name, files, tail, follow), media_type="text/plain; charset=utf-8"
+            _stream_logs(lifecycle, name, files, tail, follow),
+            media_type="text/plain; charset=utf-8",
         )
 
     return api
@@ -170,7 +179,9 @@ async def _read_body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
-            raise DeployRefused(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+            raise DeployRefused(
+                f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB"
+            )
         chunks.append(chunk)
     if size == 0:
         raise DeployRefused("the request has no body: send a bundle or a manifest")

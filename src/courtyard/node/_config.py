@@ -1,4 +1,4 @@
-"""Node settings, read once at start: flags beat ``COURTYARD_*`` variables beat ``courtyard.toml``."""
+"""Node settings, read once at start: flags beat `COURTYARD_*` variables beat courtyard.toml."""
 
 from __future__ import annotations
 
@@ -69,13 +69,17 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             return float(value)
         return None if value in (None, "") and "None" in target else str(value)
     except (TypeError, ValueError):
-        raise ConfigInvalid(f"setting {name!r}: {value!r} is not a valid {_describe(target)}") from None
+        raise ConfigInvalid(
+            f"setting {name!r}: {value!r} is not a valid {_describe(target)}"
+        ) from None
 
 
 def _describe(target: str) -> str:
     for word in ("bool", "int", "float", "Path"):
         if word in target:
-            return {"bool": "boolean", "int": "whole number", "float": "number", "Path": "path"}[word]
+            return {"bool": "boolean", "int": "whole number", "float": "number", "Path": "path"}[
+                word
+            ]
     return "string"
 
 

@@ -31,7 +31,9 @@ def _problem_response(status: int, document: dict[str, Any], **headers: str) -> 
     return JSONResponse(document, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def build_api(lifecycle: Lifecycle, admin_token: str, info: Callable[[], dict[str, Any]]) -> FastAPI:
+def build_api(
+    lifecycle: Lifecycle, admin_token: str, info: Callable[[], dict[str, Any]]
+) -> FastAPI:
     """The control plane app: the apps API, the catalog API, node info, problem handlers."""
     app = FastAPI(
         title="Courtyard control plane",
@@ -94,7 +96,10 @@ def build_api(lifecycle: Lifecycle, admin_token: str, info: Callable[[], dict[st
             for e in exc.errors()
         ]
         return _problem_response(
-            422, dict(problem(422, "Invalid request", "the request does not fit the API", errors=errors))
+            422,
+            dict(
+                problem(422, "Invalid request", "the request does not fit the API", errors=errors)
+            ),
         )
 
     @app.exception_handler(StarletteHTTPException)

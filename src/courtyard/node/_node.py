@@ -38,7 +38,7 @@ from courtyard.transport import ControlServer
 log = logging.getLogger("courtyard.node")
 
 CONTROL_PLANE_APP = "courtyard"
-TOKEN_FILE = "admin.token"
+TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 INFO_FILE = "node.json"
 
 
@@ -127,8 +127,10 @@ class Node:
             public = reserve_port(config.host, config.port)
             stack.callback(public.close)
             self.port = public.getsockname()[1]
-            self.url = config.public_url.rstrip("/") if config.public_url else (
-                f"http://{config.host}:{self.port}"
+            self.url = (
+                config.public_url.rstrip("/")
+                if config.public_url
+                else (f"http://{config.host}:{self.port}")
             )
 
             db = await asyncio.to_thread(Database.open, config.database)
@@ -170,12 +172,20 @@ class Node:
             admin_socket = bind_loopback(config.admin_host, config.admin_port)
             self.admin_url = f"http://{config.admin_host}:{admin_socket.getsockname()[1]}"
             admin_server = embedded_server(admin_app(self._metrics_text), admin_socket)
-            admin_task = asyncio.create_task(admin_server.serve(sockets=[admin_socket]), name="admin")
+            admin_task = asyncio.create_task(
+                admin_server.serve(sockets=[admin_socket]), name="admin"
+            )
             stack.push_async_callback(_stop_server, admin_server, admin_task)
 
             dataplane.set_builtin(
                 [_api_route()],
-                {CONTROL_PLANE_APP: [UpstreamInstance(id="control-plane", host="127.0.0.1", port=api_port, revision=0)]},
+                {
+                    CONTROL_PLANE_APP: [
+                        UpstreamInstance(
+                            id="control-plane", host="127.0.0.1", port=api_port, revision=0
+                        )
+                    ]
+                },
             )
             await dataplane.sync()
 

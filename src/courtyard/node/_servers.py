@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import socket
 from collections.abc import Generator
 from typing import Any
@@ -77,4 +76,3 @@ def reserve_port(host: str, port: int) -> socket.socket:
         holder.close()
         raise NodeStartFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return holder
-

@@ -147,7 +147,9 @@ class ControlServer:
                 log.warning("control channel: refused a connection without the node token")
                 return
             hello_msg = cast(HelloMessage, message)
-            worker = _Worker(worker=int(hello_msg["worker"]), pid=int(hello_msg["pid"]), writer=writer)
+            worker = _Worker(
+                worker=int(hello_msg["worker"]), pid=int(hello_msg["pid"]), writer=writer
+            )
             old = self._workers.pop(worker.worker, None)
             if old is not None:
                 old.writer.close()
@@ -193,7 +195,9 @@ class ControlClient:
         self._reader, self._writer = await asyncio.open_connection(
             self._host, self._port, limit=_MAX_LINE
         )
-        self._send(HelloMessage(type="hello", token=self._token, worker=self._worker, pid=os.getpid()))
+        self._send(
+            HelloMessage(type="hello", token=self._token, worker=self._worker, pid=os.getpid())
+        )
 
     async def run(self, on_snapshot: Callable[[GatewaySnapshot], Awaitable[None]]) -> None:
         """Feed every snapshot to ``on_snapshot`` until the control plane goes away.

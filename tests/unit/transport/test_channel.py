@@ -39,7 +39,9 @@ async def test_worker_receives_snapshots_and_drained_is_awaited() -> None:
         if metrics:
             break
         await asyncio.sleep(0.01)
-    assert metrics == [(1, {"requests": {"a|2xx": 3}, "latency": {}, "upstream_errors": {}, "in_flight": 0})]
+    assert metrics == [
+        (1, {"requests": {"a|2xx": 3}, "latency": {}, "upstream_errors": {}, "in_flight": 0})
+    ]
 
     await server.aclose()
     with pytest.raises(ChannelClosed):
@@ -50,7 +52,9 @@ async def test_wrong_token_is_refused() -> None:
     server = ControlServer("right")
     host, port = await server.start()
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(json.dumps({"type": "hello", "token": "wrong", "worker": 1, "pid": 1}).encode() + b"\n")
+    writer.write(
+        json.dumps({"type": "hello", "token": "wrong", "worker": 1, "pid": 1}).encode() + b"\n"
+    )
     assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without a snapshot
     assert server.workers == []
     writer.close()

@@ -1,0 +1,24 @@
+"""The platform's database: one schema for every package, migrated on open (SQLite or PostgreSQL).
+
+Domain packages build their stores on :class:`Database` and the shared tables defined here.
+"""
+
+from courtyard.store._database import Database
+from courtyard.store._errors import StoreError
+from courtyard.store._schema import (
+    apps_table,
+    capabilities_table,
+    metadata,
+    revisions_table,
+    routes_table,
+)
+
+__all__ = [
+    "Database",
+    "StoreError",
+    "apps_table",
+    "capabilities_table",
+    "metadata",
+    "revisions_table",
+    "routes_table",
+]

@@ -1,0 +1,153 @@
+"""Acceptance tests of the node as a whole: the demo fleet, redeploys under load, crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from harness import NodeProcess, wait_for, write_app
+
+pytestmark = pytest.mark.slow
+
+
+def app_state(node: NodeProcess, name: str) -> dict[str, Any]:
+    with node.api() as api:
+        response = api.get(f"/api/v1/apps/{name}")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+def test_demo_fleet_answers_through_one_port(node_factory: Any) -> None:
+    node = node_factory(extra=["--demo"]).start()
+
+    def all_running() -> bool:
+        with node.api() as api:
+            apps = api.get("/api/v1/apps").json()
+        return len(apps) >= 3 and all(a["phase"] == "running" for a in apps)
+
+    wait_for(all_running, 90, "the demo apps to run")
+    with node.api() as api:
+        apps = api.get("/api/v1/apps").json()
+        owners = {a["name"]: a["owner"] for a in apps}
+    assert len(set(owners.values())) >= 3  # each demo app has its own owner
+    with httpx.Client(base_url=node.url, timeout=10) as client:
+        for name in owners:
+            response = client.get(f"/apps/{name}/")
+            assert response.status_code == 200, (name, response.text)
+            assert response.headers.get("x-request-id")
+        assert client.get("/apps/no-such-app/").status_code == 404
+        assert client.get("/healthz").json() == {"status": "ok"}
+    status = node.cli("status")
+    for name in owners:
+        assert name in status.stdout
+    metrics = httpx.get(f"{node.admin_url}/metrics", timeout=10).text
+    assert "courtyard_gateway_requests_total" in metrics
+
+
+def test_redeploy_under_load_drops_nothing(node_factory: Any, tmp_path: Path) -> None:
+    node = node_factory().start()
+    folder = write_app(tmp_path / "src" / "hello", "hello", version="1", replicas=2)
+    node.cli("deploy", str(folder))
+
+    failures: list[str] = []
+    versions: list[tuple[float, str]] = []
+    stop = threading.Event()
+
+    def client_loop() -> None:
+        with httpx.Client(base_url=node.url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get("/apps/hello/work")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                    continue
+                versions.append((time.monotonic(), response.json()["version"]))
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(versions) > 50, 20, "traffic before the redeploy")
+        write_app(folder, "hello", version="2", replicas=2)
+        node.cli("deploy", str(folder))
+        switched_at = time.monotonic()
+        count_at_switch = len(versions)
+        wait_for(lambda: len(versions) > count_at_switch + 100, 20, "traffic after the redeploy")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+    assert failures == []
+    seen = Counter(version for _, version in versions)
+    assert seen["1"] > 0 and seen["2"] > 0
+    assert {v for t, v in versions if t > switched_at + 0.5} == {"2"}
+    detail = app_state(node, "hello")
+    assert detail["revision"] == 2
+    assert {i["revision"] for i in detail["instances"]} == {2}
+
+
+def test_killed_instance_is_restarted_and_requests_never_hang(
+    node_factory: Any, tmp_path: Path
+) -> None:
+    node = node_factory().start()
+    node.cli("deploy", str(write_app(tmp_path / "one", "solo", replicas=1)))
+    node.cli("deploy", str(write_app(tmp_path / "two", "pair", replicas=2)))
+
+    for name in ("solo", "pair"):
+        victim = app_state(node, name)["instances"][0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        outcomes: Counter[str] = Counter()
+        with httpx.Client(base_url=node.url, timeout=15) as client:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                response = client.get(f"/apps/{name}/")
+                assert time.monotonic() - started < 10
+                if response.status_code == 503:
+                    assert response.headers["retry-after"]
+                    assert response.headers["content-type"].startswith("application/problem+json")
+                else:
+                    assert response.status_code == 200, response.text
+                outcomes[str(response.status_code)] += 1
+        if name == "pair":
+            assert outcomes["503"] == 0  # the other replica took the traffic
+
+        def restarted(name: str = name, victim_id: str = victim["id"]) -> bool:
+            detail = app_state(node, name)
+            ready = [i for i in detail["instances"] if i["state"] == "ready"]
+            return detail["restarts"] >= 1 and len(ready) == detail["desiredReplicas"]
+
+        wait_for(restarted, 30, f"{name} to be restarted")
+        assert httpx.get(f"{node.url}/apps/{name}/", timeout=10).status_code == 200
+
+
+def test_app_that_exits_at_once_reaches_crash_loop_and_node_stays_healthy(
+    node_factory: Any, tmp_path: Path
+) -> None:
+    node = node_factory().start()
+    node.cli("deploy", str(write_app(tmp_path / "ok", "steady")))
+    broken = write_app(
+        tmp_path / "bad", "broken", command='["python", "-c", "import sys; sys.exit(3)"]'
+    )
+    result = node.cli("deploy", str(broken), check=False)
+    assert result.returncode != 0
+    assert "broken" in result.stderr
+
+    wait_for(lambda: app_state(node, "broken")["phase"] == "crash-loop", 60, "crash-loop")
+    status = node.cli("status", "broken")
+    assert "crash-loop" in status.stdout
+    response = httpx.get(f"{node.url}/apps/broken/", timeout=10)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert httpx.get(f"{node.url}/apps/steady/", timeout=10).status_code == 200
+    assert httpx.get(f"{node.url}/healthz", timeout=10).status_code == 200
