@@ -9,7 +9,7 @@ Error tree::
 
 from courtyard.lifecycle._dataplane import DataPlane, SnapshotPublisher
 from courtyard.lifecycle._errors import AppNotDeployable, DeployRefused, LifecycleError
-from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, LifecycleConfig, Rollout
+from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, LifecycleConfig, Rollout, Runtime
 from courtyard.lifecycle._specs import routes_for, workload_for
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "LifecycleConfig",
     "LifecycleError",
     "Rollout",
+    "Runtime",
     "SnapshotPublisher",
     "routes_for",
     "workload_for",

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 from courtyard.catalog import (
     App,
@@ -25,11 +26,35 @@ from courtyard.core import Clock, SystemClock
 from courtyard.lifecycle._dataplane import DataPlane
 from courtyard.lifecycle._errors import AppNotDeployable
 from courtyard.lifecycle._specs import routes_for, workload_for
-from courtyard.runtime import AppNotRunning, AppState, Supervisor, SupervisorError
+from courtyard.runtime import (
+    AppNotRunning,
+    AppState,
+    InstanceStatus,
+    SupervisorError,
+    WorkloadSpec,
+)
 
 log = logging.getLogger("courtyard.lifecycle")
 
 RolloutState = Literal["pending", "in-progress", "succeeded", "failed"]
+
+
+class Runtime(Protocol):
+    """What the lifecycle needs of a runtime backend (the local supervisor, later Kubernetes)."""
+
+    async def apply(self, spec: WorkloadSpec) -> None: ...
+
+    async def restart(self, app: str) -> None: ...
+
+    async def stop(self, app: str) -> None: ...
+
+    async def remove(self, app: str) -> None: ...
+
+    def app_state(self, app: str) -> AppState: ...
+
+    def instances(self, app: str | None = None) -> list[InstanceStatus]: ...
+
+    def log_files(self, app: str) -> list[Path]: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +97,7 @@ class Lifecycle:
         self,
         catalog: Catalog,
         bundles: BundleStore,
-        supervisor: Supervisor,
+        supervisor: Runtime,
         dataplane: DataPlane,
         config: LifecycleConfig | None = None,
         *,
@@ -92,7 +117,7 @@ class Lifecycle:
         return self._catalog
 
     @property
-    def supervisor(self) -> Supervisor:
+    def supervisor(self) -> Runtime:
         return self._supervisor
 
     # -- deploys ---------------------------------------------------------------------------

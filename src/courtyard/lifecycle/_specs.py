@@ -25,14 +25,14 @@ def workload_for(revision: Revision, bundle: Path | None) -> WorkloadSpec:
         command=tuple(run.command),
         env=dict(run.env),
         replicas=run.replicas,
-        health_path=health.path if health is not None else None,
-        health_interval=health.interval if health is not None else None,
-        health_timeout=health.timeout if health is not None else 2.0,
-        failure_threshold=health.failure_threshold if health is not None else 3,
+        health_path=None if health.tcp else health.path,
+        health_interval=health.interval,
+        health_timeout=health.timeout,
+        failure_threshold=health.failure_threshold,
         ready_timeout=run.ready_timeout,
         drain_timeout=run.drain_timeout,
-        memory_bytes=run.resources.memory if run.resources is not None else None,
-        cpu_millis=run.resources.cpu if run.resources is not None else None,
+        memory_bytes=run.resources.memory,
+        cpu_millis=run.resources.cpu,
     )
 
 

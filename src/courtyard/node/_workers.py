@@ -46,6 +46,10 @@ class GatewayWorkers:
         self._stopping = False
         self.restarts = 0
 
+    def should_stop(self) -> bool:
+        """True once :meth:`aclose` has begun (a method, so no stale narrowing across awaits)."""
+        return self._stopping
+
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes.values()]
@@ -92,10 +96,10 @@ class GatewayWorkers:
 
     async def _watch(self, worker: int) -> None:
         delay = 0.2
-        while not self._stopping:
+        while not self.should_stop():
             process = self._processes[worker]
             code = await process.wait()
-            if self._stopping:
+            if self.should_stop():  # aclose() ran while we waited
                 return
             log.error("gateway worker %d exited with %s; restarting in %.1f s", worker, code, delay)
             await asyncio.sleep(delay)

@@ -1,0 +1,220 @@
+"""The lifecycle over a memory catalog, a fake runtime and a recording data plane."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from courtyard.catalog import BundleStore, Catalog, MemoryCatalogStore, RouteTaken, make_bundle
+from courtyard.contracts import GatewaySnapshot, UpstreamInstance
+from courtyard.lifecycle import AppNotDeployable, DataPlane, Lifecycle, LifecycleConfig
+from courtyard.runtime import AppNotRunning, AppState, InstanceStatus, RolloutFailed, WorkloadSpec
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.snapshots: list[GatewaySnapshot] = []
+
+    async def publish(self, snapshot: GatewaySnapshot) -> None:
+        self.snapshots.append(snapshot)
+
+    async def wait_drained(self, version: int, timeout: float) -> bool:
+        return True
+
+
+class FakeRuntime:
+    """Applies specs at once; can be told to fail the next rollout."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, WorkloadSpec] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail_next = False
+        self.gate: asyncio.Event | None = None
+
+    async def apply(self, spec: WorkloadSpec) -> None:
+        self.calls.append(("apply", f"{spec.app}@{spec.revision}"))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise RolloutFailed(spec.app, spec.revision, "not ready")
+        self.specs[spec.app] = spec
+
+    async def restart(self, app: str) -> None:
+        self.calls.append(("restart", app))
+
+    async def stop(self, app: str) -> None:
+        self.calls.append(("stop", app))
+        self.specs.pop(app, None)
+
+    async def remove(self, app: str) -> None:
+        self.calls.append(("remove", app))
+        if self.specs.pop(app, None) is None:
+            raise AppNotRunning(app)
+
+    def app_state(self, app: str) -> AppState:
+        spec = self.specs.get(app)
+        if spec is None:
+            raise AppNotRunning(app)
+        return AppState(app, spec.revision, "running", spec.replicas, spec.replicas, 0)
+
+    def instances(self, app: str | None = None) -> list[InstanceStatus]:
+        return []
+
+    def log_files(self, app: str) -> list[Path]:
+        return []
+
+    def endpoints(self) -> dict[str, list[UpstreamInstance]]:
+        return {
+            name: [UpstreamInstance(id=f"{name}-1", host="127.0.0.1", port=1, revision=s.revision)]
+            for name, s in self.specs.items()
+        }
+
+
+MANIFEST = """\
+apiVersion: courtyard.dev/v1alpha1
+kind: {kind}
+metadata: {{name: {name}, owner: team-a, businessOwner: a@example.com}}
+spec:
+{spec}
+"""
+RUN = """\
+  run: {command: ["python", "app.py"], replicas: 2}
+  routes: [{path: /apps/NAME/}]
+"""
+
+
+def manifest(name: str, *, kind: str = "Application", route: str | None = None) -> str:
+    spec = RUN.replace("NAME", route or name) if kind != "Interface" else "  provides: [x]\n"
+    return MANIFEST.format(kind=kind, name=name, spec=spec)
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Lifecycle, FakeRuntime, RecordingPublisher]:
+    runtime = FakeRuntime()
+    publisher = RecordingPublisher()
+    dataplane = DataPlane(publisher)
+    dataplane.bind_endpoints(runtime.endpoints)
+    lifecycle = Lifecycle(
+        Catalog(MemoryCatalogStore()),
+        BundleStore(tmp_path / "bundles"),
+        runtime,
+        dataplane,
+        LifecycleConfig(domain="apps.test"),
+    )
+    return lifecycle, runtime, publisher
+
+
+async def test_deploy_registers_then_rolls_out_and_routes(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, publisher = parts
+    deployment = await lifecycle.deploy_manifest(manifest("notes"))
+    assert deployment.registration.created
+    assert deployment.rollout is not None
+    await lifecycle.wait_idle()
+    assert lifecycle.rollout_of("notes").state == "succeeded"  # type: ignore[union-attr]
+    assert runtime.specs["notes"].replicas == 2
+    assert runtime.specs["notes"].command == ("python", "app.py")
+    await lifecycle.reconcile()
+    last = publisher.snapshots[-1]
+    assert {(r["path"], r["host"]) for r in last["routes"]} == {
+        ("/apps/notes/", None),
+        ("/", "notes.apps.test"),
+    }
+    assert [i["id"] for i in last["apps"]["notes"]["instances"]] == ["notes-1"]
+
+
+async def test_same_manifest_twice_makes_no_new_revision_or_rollout(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, _ = parts
+    await lifecycle.deploy_manifest(manifest("notes"))
+    await lifecycle.wait_idle()
+    again = await lifecycle.deploy_manifest(manifest("notes"))
+    await lifecycle.wait_idle()
+    assert not again.registration.created
+    assert [c for c in runtime.calls if c[0] == "apply"] == [("apply", "notes@1")]
+
+
+async def test_failed_rollout_is_reported_and_node_goes_on(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, _ = parts
+    runtime.fail_next = True
+    await lifecycle.deploy_manifest(manifest("broken"))
+    await lifecycle.wait_idle()
+    rollout = lifecycle.rollout_of("broken")
+    assert rollout is not None and rollout.state == "failed" and "not ready" in rollout.message
+    await lifecycle.deploy_manifest(manifest("fine"))
+    await lifecycle.wait_idle()
+    assert lifecycle.rollout_of("fine").state == "succeeded"  # type: ignore[union-attr]
+
+
+async def test_newest_deploy_replaces_a_waiting_rollout(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, _ = parts
+    runtime.gate = asyncio.Event()
+    await lifecycle.deploy_manifest(manifest("notes"))
+    await asyncio.sleep(0)
+    await lifecycle.deploy_manifest(manifest("notes").replace("replicas: 2", "replicas: 3"))
+    runtime.gate.set()
+    await lifecycle.wait_idle()
+    assert lifecycle.rollout_of("notes").revision == 2  # type: ignore[union-attr]
+    assert runtime.specs["notes"].replicas == 3
+
+
+async def test_interface_registers_without_runtime(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, _ = parts
+    deployment = await lifecycle.deploy_manifest(manifest("ledger-api", kind="Interface"))
+    assert deployment.rollout is None
+    assert runtime.calls == []
+    with pytest.raises(AppNotDeployable):
+        await lifecycle.restart("ledger-api")
+
+
+async def test_conflicting_route_is_refused(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, _, _ = parts
+    await lifecycle.deploy_manifest(manifest("notes"))
+    with pytest.raises(RouteTaken, match="notes"):
+        await lifecycle.deploy_manifest(manifest("other", route="notes"))
+
+
+async def test_stop_restart_remove(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, runtime, publisher = parts
+    await lifecycle.deploy_manifest(manifest("notes"))
+    await lifecycle.wait_idle()
+    await lifecycle.stop("notes")
+    assert (await lifecycle.catalog.get("notes")).desired_state == "stopped"
+    assert "notes" not in runtime.specs
+    await lifecycle.restart("notes")
+    await lifecycle.wait_idle()
+    assert (await lifecycle.catalog.get("notes")).desired_state == "running"
+    assert "notes" in runtime.specs
+    await lifecycle.remove("notes")
+    assert await lifecycle.catalog.list() == []
+    assert publisher.snapshots[-1]["routes"] == []
+
+
+async def test_bundle_deploy_uses_the_stored_bundle(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher], tmp_path: Path
+) -> None:
+    lifecycle, runtime, _ = parts
+    folder = tmp_path / "app"
+    folder.mkdir()
+    (folder / "courtyard.yaml").write_text(manifest("notes"))
+    (folder / "app.py").write_text("print('hi')\n")
+    deployment = await lifecycle.deploy_bundle(make_bundle(folder))
+    await lifecycle.wait_idle()
+    bundle = runtime.specs["notes"].bundle
+    assert bundle is not None and (bundle / "app.py").read_text() == "print('hi')\n"
+    assert deployment.registration.revision.bundle_digest
