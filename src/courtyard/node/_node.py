@@ -194,7 +194,7 @@ class Node:
                 listen=(config.host, self.port),
                 control=control_address,
                 token=control_token,
-                log_dir=data_dir / "logs" / "gateway",
+                log_dir=data_dir / "logs" / "_gateway",
                 access_log=config.access_log,
             )
             await workers.start()
@@ -203,7 +203,7 @@ class Node:
                 await control.wait_workers(config.workers, timeout=30)
             except TimeoutError:
                 raise NodeStartFailed(
-                    f"gateway workers did not start; see {data_dir / 'logs' / 'gateway'}"
+                    f"gateway workers did not start; see {data_dir / 'logs' / '_gateway'}"
                 ) from None
 
             await lifecycle.reconcile()
