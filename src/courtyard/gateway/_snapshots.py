@@ -1,0 +1,88 @@
+"""Checking a GatewaySnapshot's shape before it replaces the routing table, and loading one
+from a JSON file (the worker's static mode for benchmarks and tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, cast
+
+from courtyard.contracts import GatewaySnapshot
+from courtyard.gateway._config import InvalidSnapshot
+
+
+def _fail(where: str, expected: str) -> InvalidSnapshot:
+    return InvalidSnapshot(f"snapshot {where}: expected {expected}")
+
+
+def _number(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(where, "a number")
+    if value <= 0:
+        raise _fail(where, "a positive number")
+
+
+def check_snapshot(snapshot: Any) -> GatewaySnapshot:
+    """Return ``snapshot`` if it has the GatewaySnapshot shape, else raise InvalidSnapshot."""
+    if not isinstance(snapshot, dict):
+        raise _fail("", "a JSON object")
+    version = snapshot.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise _fail("version", "a non-negative integer")
+    routes = snapshot.get("routes")
+    if not isinstance(routes, list):
+        raise _fail("routes", "a list")
+    for index, route in enumerate(routes):
+        where = f"routes[{index}]"
+        if not isinstance(route, dict):
+            raise _fail(where, "an object")
+        if not isinstance(route.get("app"), str):
+            raise _fail(f"{where}.app", "a string")
+        path = route.get("path")
+        if not isinstance(path, str) or not path.startswith("/") or not path.endswith("/"):
+            raise _fail(f"{where}.path", "a path starting and ending with '/'")
+        if not path.isascii():
+            raise _fail(f"{where}.path", "an ASCII path")
+        host = route.get("host")
+        if host is not None and (not isinstance(host, str) or not host or not host.isascii()):
+            raise _fail(f"{where}.host", "null or an ASCII host name")
+        if not isinstance(route.get("strip_prefix"), bool):
+            raise _fail(f"{where}.strip_prefix", "true or false")
+        limit = route.get("max_body_bytes")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise _fail(f"{where}.max_body_bytes", "a non-negative integer")
+        _number(route.get("connect_timeout"), f"{where}.connect_timeout")
+        _number(route.get("response_timeout"), f"{where}.response_timeout")
+    apps = snapshot.get("apps")
+    if not isinstance(apps, dict):
+        raise _fail("apps", "an object")
+    for name, app in apps.items():
+        where = f"apps.{name}"
+        if not isinstance(app, dict) or not isinstance(app.get("instances"), list):
+            raise _fail(where, "an object with an instances list")
+        for index, instance in enumerate(app["instances"]):
+            spot = f"{where}.instances[{index}]"
+            if not isinstance(instance, dict):
+                raise _fail(spot, "an object")
+            if not isinstance(instance.get("id"), str) or not isinstance(instance.get("host"), str):
+                raise _fail(spot, "string id and host")
+            port = instance.get("port")
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise _fail(f"{spot}.port", "a TCP port")
+            if isinstance(instance.get("revision"), bool) or not isinstance(
+                instance.get("revision"), int
+            ):
+                raise _fail(f"{spot}.revision", "an integer")
+    return cast(GatewaySnapshot, snapshot)
+
+
+def load_snapshot(path: str | Path) -> GatewaySnapshot:
+    """Read and check a GatewaySnapshot JSON file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidSnapshot(f"cannot read snapshot {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InvalidSnapshot(f"snapshot {path} is not JSON: {exc}") from exc
+    return check_snapshot(data)

@@ -1,0 +1,244 @@
+"""A gateway worker process: its own SO_REUSEPORT socket, uvloop, and snapshots from the
+control channel (or a static file), until SIGTERM or the control plane goes away.
+
+``--workers N`` starts N such processes on the same port and waits for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from courtyard.contracts import GatewaySnapshot
+from courtyard.gateway._config import GatewayConfig, GatewayError
+from courtyard.gateway._server import Gateway
+from courtyard.gateway._snapshots import load_snapshot
+from courtyard.transport import ChannelClosed, ControlClient
+
+log = logging.getLogger("courtyard.gateway")
+
+TOKEN_ENV = "COURTYARD_CONTROL_TOKEN"  # noqa: S105 (a variable name, not a secret)
+_CHANNEL_GRACE = 5.0  # in-flight answers still get this long after the control plane left
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Everything a worker needs, parsed once from its command line and environment."""
+
+    host: str
+    port: int
+    worker_id: int = 0
+    control: tuple[str, int] | None = None
+    snapshot: str | None = None
+    token: str = ""
+    config: GatewayConfig = field(default_factory=GatewayConfig)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise GatewayError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if number > 65535:
+        raise GatewayError(f"port out of range in {text!r}")
+    return host, number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m courtyard.gateway",
+        description="Courtyard gateway worker: an HTTP/1.1 reverse proxy for the app fleet.",
+    )
+    parser.add_argument("--listen", required=True, help="HOST:PORT to accept clients on")
+    parser.add_argument("--worker-id", type=int, default=0, help="this worker's number")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--control", help="HOST:PORT of the node's control channel")
+    source.add_argument("--snapshot", help="a GatewaySnapshot JSON file (reloaded on SIGHUP)")
+    parser.add_argument(
+        "--access-log", help="access log file, '-' for standard output (default: none)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="start this many worker processes (default 1)"
+    )
+    return parser
+
+
+def parse_args(argv: list[str]) -> tuple[WorkerOptions, int]:
+    """Options of one worker and the number of workers asked for."""
+    args = build_parser().parse_args(argv)
+    host, port = parse_address(args.listen)
+    control = parse_address(args.control) if args.control else None
+    options = WorkerOptions(
+        host=host,
+        port=port,
+        worker_id=args.worker_id,
+        control=control,
+        snapshot=args.snapshot,
+        token=os.environ.get(TOKEN_ENV, ""),
+        config=GatewayConfig(access_log=args.access_log),
+    )
+    if args.workers < 1:
+        raise GatewayError("--workers must be at least 1")
+    return options, args.workers
+
+
+def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT, so that every worker binds the same port and the
+    kernel spreads connections among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> int:
+    """Run one worker until SIGTERM/SIGINT or the control channel closes; the exit status."""
+    loop = asyncio.get_running_loop()
+    client: ControlClient | None = None
+    if options.control is not None:
+        client = ControlClient(
+            options.control[0], options.control[1], options.token, options.worker_id
+        )
+    gateway = Gateway(options.config, on_drained=client.drained if client else None)
+    if options.snapshot is not None:
+        gateway.apply(load_snapshot(options.snapshot))
+    if sock is None:
+        sock = listen_socket(options.host, options.port, options.config.backlog)
+    await gateway.start(sock=sock)
+    stop = asyncio.Event()
+
+    def handle_sigterm() -> None:
+        stop.set()
+
+    def handle_sighup() -> None:
+        if options.snapshot is None:
+            return
+        try:
+            gateway.apply(load_snapshot(options.snapshot))
+            log.info("worker %d: reloaded %s", options.worker_id, options.snapshot)
+        except GatewayError as exc:
+            log.error("worker %d: kept the old snapshot: %s", options.worker_id, exc)
+
+    for signum, handler in (
+        (signal.SIGTERM, handle_sigterm),
+        (signal.SIGINT, handle_sigterm),
+        (signal.SIGHUP, handle_sighup),
+    ):
+        loop.add_signal_handler(signum, handler)
+
+    waiters: list[asyncio.Task[object]] = [loop.create_task(stop.wait())]
+    reporter: asyncio.Task[None] | None = None
+    grace = options.config.shutdown_grace
+    if client is not None:
+        try:
+            await client.connect()
+        except OSError as exc:
+            log.error("worker %d: cannot reach the control channel: %s", options.worker_id, exc)
+            await gateway.aclose(0)
+            return 1
+
+        async def on_snapshot(snapshot: GatewaySnapshot) -> None:
+            try:
+                gateway.apply(snapshot)
+            except GatewayError as exc:
+                log.error("worker %d: refused a snapshot: %s", options.worker_id, exc)
+
+        waiters.append(loop.create_task(client.run(on_snapshot)))
+        reporter = loop.create_task(_report_metrics(client, gateway))
+    log.info("worker %d listening on %s:%d", options.worker_id, options.host, options.port)
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    if waiters[0] not in done:
+        grace = min(grace, _CHANNEL_GRACE)
+        reason: object = "closed"
+        for task in done:
+            try:
+                task.result()
+            except ChannelClosed:
+                pass
+            except Exception as exc:  # a broken channel is a closed one
+                reason = exc
+        log.warning("worker %d: the control channel %s; stopping", options.worker_id, reason)
+    for task in waiters:
+        task.cancel()
+    if reporter is not None:
+        reporter.cancel()
+    await asyncio.gather(*waiters, *([reporter] if reporter else []), return_exceptions=True)
+    await gateway.aclose(grace)
+    if client is not None:
+        client.metrics(gateway.metrics())
+        client.close()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.remove_signal_handler(signum)
+    return 0
+
+
+async def _report_metrics(client: ControlClient, gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        client.metrics(gateway.metrics())
+
+
+def run_worker(options: WorkerOptions) -> int:
+    """Run one worker on uvloop in this process; returns its exit status."""
+    import uvloop  # noqa: PLC0415 (only worker processes need it)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(options))
+
+
+def supervise(argv: list[str], workers: int) -> int:
+    """Start ``workers`` worker processes sharing the port; forward signals; wait."""
+    args = _without_workers(argv)
+    children = [
+        subprocess.Popen([sys.executable, "-m", "courtyard.gateway", *args, "--worker-id", str(i)])
+        for i in range(workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    return max(child.wait() for child in children)
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--workers", "--worker-id"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--worker-id=")):
+            continue
+        kept.append(arg)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``python -m courtyard.gateway`` entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        options, workers = parse_args(argv)
+        if workers > 1:
+            return supervise(argv, workers)
+        return run_worker(options)
+    except GatewayError as exc:
+        print(f"courtyard.gateway: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,122 @@
+"""Worker counters and their Prometheus text (exposition format 0.0.4)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from courtyard.contracts import LATENCY_BUCKETS, WorkerMetrics
+from courtyard.gateway import render_metrics
+from courtyard.gateway._accesslog import AccessLog
+from courtyard.gateway._metrics import Metrics
+
+
+def test_record_counts_classes_and_buckets() -> None:
+    metrics = Metrics()
+    metrics.record("x", 200, 0.001)  # on a bound: that bucket (le)
+    metrics.record("x", 201, 0.0011)
+    metrics.record("x", 503, 99.0)  # beyond the last bound: +Inf
+    metrics.record("-", 404, 0.0)
+    metrics.record("x", 101, None)  # upgrades stay out of the histogram
+    metrics.upstream_error("x", "connect")
+    snap = metrics.snapshot()
+    assert snap["requests"] == {"x|2xx": 2, "x|5xx": 1, "-|4xx": 1, "x|1xx": 1}
+    buckets = snap["latency"]["x"]["buckets"]
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1
+    assert buckets[0] == 1 and buckets[1] == 1 and buckets[-1] == 1
+    assert snap["latency"]["x"]["count"] == 3
+    assert snap["upstream_errors"] == {"x|connect": 1}
+    # the snapshot is a copy
+    snap["requests"]["x|2xx"] = 0
+    assert metrics.snapshot()["requests"]["x|2xx"] == 2
+
+
+def _worker(requests: dict[str, int], app_buckets: list[int], in_flight: int) -> WorkerMetrics:
+    return {
+        "requests": requests,
+        "latency": {'we"ird\\app': {"buckets": app_buckets, "sum": 0.5, "count": sum(app_buckets)}},
+        "upstream_errors": {"x|timeout": 2},
+        "in_flight": in_flight,
+    }
+
+
+def test_render_sums_workers_in_exposition_format() -> None:
+    one = [1] + [0] * 12 + [2]
+    two = [0, 3] + [0] * 12
+    text = render_metrics(
+        {
+            1: _worker({"x|2xx": 5, "x|5xx": 1}, one, 2),
+            2: _worker({"x|2xx": 7}, two, 1),
+        }
+    )
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["app"], s.labels["code_class"]): s.value
+        for s in families["courtyard_gateway_requests"].samples
+    }
+    assert requests == {("x", "2xx"): 12, ("x", "5xx"): 1}
+    histogram = families["courtyard_gateway_request_duration_seconds"]
+    assert histogram.type == "histogram"
+    buckets = [s for s in histogram.samples if s.name.endswith("_bucket")]
+    assert [s.labels["le"] for s in buckets][:3] == ["0.001", "0.0025", "0.005"]
+    assert buckets[-1].labels["le"] == "+Inf"
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts)  # cumulative
+    assert counts[0] == 1 and counts[1] == 4 and counts[-1] == 6
+    assert buckets[0].labels["app"] == 'we"ird\\app'
+    sums = {s.name: s.value for s in histogram.samples if not s.name.endswith("_bucket")}
+    assert sums["courtyard_gateway_request_duration_seconds_sum"] == 1.0
+    assert sums["courtyard_gateway_request_duration_seconds_count"] == 6
+    assert families["courtyard_gateway_in_flight_requests"].samples[0].value == 3
+    [error] = families["courtyard_gateway_upstream_errors"].samples
+    assert (error.labels, error.value) == ({"app": "x", "kind": "timeout"}, 4)
+    assert "# TYPE courtyard_gateway_requests_total counter" in text
+    assert 'le="1.0"' in text and 'le="10.0"' in text
+    assert text.endswith("\n")
+
+
+def test_render_with_no_workers() -> None:
+    text = render_metrics({})
+    assert "courtyard_gateway_in_flight_requests 0" in text
+    list(text_string_to_metric_families(text))
+
+
+def test_access_log_buffers_until_flushed() -> None:
+    stream = io.BytesIO()
+    log = AccessLog(stream)
+    log.record(
+        1700000000.25, b"rid", b"GET", b"/a", 200, 12, 0.0015, b"x", b'"i-1"', b"1.2.3.4", b"200"
+    )
+    log.record(
+        1700000001.5,
+        b"rid2",
+        b"POST",
+        b'/we"ird\\\x01',
+        502,
+        0,
+        0.1,
+        b"-",
+        b"null",
+        b"::1",
+        b"reset",
+    )
+    assert stream.getvalue() == b""
+    log.flush()
+    lines = stream.getvalue().decode().splitlines()
+    first, second = (json.loads(line) for line in lines)
+    assert first == {
+        "time": "2023-11-14T22:13:20.250Z",
+        "request_id": "rid",
+        "method": "GET",
+        "path": "/a",
+        "status": 200,
+        "bytes": 12,
+        "duration_ms": 1.5,
+        "app": "x",
+        "instance": "i-1",
+        "client": "1.2.3.4",
+        "upstream": "200",
+    }
+    assert second["path"] == '/we"ird\\\x01' and second["instance"] is None
