@@ -34,8 +34,9 @@ def _phase(doc: dict[str, Any]) -> str:
 
 def apps_table(listing: list[dict[str, Any]], base: str) -> RenderableType:
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "KIND", "STAGE", "OWNER", "REV", "STATE", "READY", "RESTARTS", "URL"):
-        table.add_column(column)
+    for column in ("NAME", "KIND", "STAGE", "OWNER", "REV", "STATE", "READY", "RESTARTS"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("URL", overflow="fold")
     for doc in listing:
         routes = doc.get("routes") or []
         table.add_row(
@@ -75,7 +76,7 @@ def app_detail(doc: dict[str, Any], base: str) -> list[RenderableType]:
     if instances:
         table = Table(box=None, header_style="bold")
         for column in ("INSTANCE", "REV", "PID", "PORT", "STATE", "RESTARTS", "LAST EXIT"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=True)
         for inst in instances:
             table.add_row(
                 inst["id"],

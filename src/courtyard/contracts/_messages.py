@@ -48,7 +48,7 @@ class WorkerMetrics(TypedDict):
 
     requests: dict[str, int]  # "app|2xx" -> count; app "-" for requests matching no route
     latency: dict[str, LatencyHistogram]  # app -> histogram of seconds to the response end
-    upstream_errors: dict[str, int]  # "app|connect" / "app|timeout" / "app|reset" -> count
+    upstream_errors: dict[str, int]  # "app|connect", "app|timeout", "app|reset", "app|protocol"
     in_flight: int
 
 

@@ -1,4 +1,4 @@
-"""Per-worker counters in plain dictionaries (one event loop, so no locks), their WorkerMetrics
+"""Per-worker counters in plain objects (one event loop, so no locks), their WorkerMetrics
 snapshot for the control channel, and the Prometheus text the node serves for all workers."""
 
 from __future__ import annotations

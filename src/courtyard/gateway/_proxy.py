@@ -1,10 +1,6 @@
-"""The client side of the proxy: one state machine per client connection.
-
-Requests are parsed by httptools, checked by the pure rules of _requests.py, routed, and
-streamed to an instance over a pooled UpstreamConnection; answers go back in request order.
-A request is dispatched only after the packet that completed its head is parsed whole, so a
-framing error later in the same packet forwards nothing.
-"""
+"""The client side of the proxy: one state machine per client connection, answering its
+requests in order. A request is dispatched only after the packet that completed its head is
+parsed whole, so a framing error later in the same packet forwards nothing."""
 
 from __future__ import annotations
 

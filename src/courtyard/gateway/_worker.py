@@ -96,7 +96,10 @@ def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
     """A listening socket with SO_REUSEPORT, so that every worker binds the same port and the
     kernel spreads connections among them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
+    except OSError as exc:
+        raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
 
@@ -232,7 +235,11 @@ def _without_workers(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``python -m courtyard.gateway`` entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    level = os.environ.get("COURTYARD_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     argv = sys.argv[1:] if argv is None else argv
     try:
         options, workers = parse_args(argv)

@@ -6,10 +6,13 @@ Ambiguous framing gets 400 and a closed connection, and the upstream receives no
 
 from __future__ import annotations
 
+import asyncio
+
 import gateway_testkit as kit
 import pytest
 
-from courtyard.gateway import Gateway
+from courtyard.core import FakeClock
+from courtyard.gateway import Gateway, GatewayConfig
 
 H = b"Host: gw.test\r\n"
 POST = b"POST /apps/echo/ HTTP/1.1\r\n" + H
@@ -327,3 +330,29 @@ async def test_idle_connection_without_a_request_is_closed(port: int) -> None:
         assert await client.read_all(timeout=3) == b""  # header timeout, then a quiet close
     finally:
         await client.aclose()
+
+
+async def test_default_header_timeout_on_a_fake_clock(upstream: kit.Upstream) -> None:
+    # The gateway takes its time from the injected clock: ten seconds pass in no time.
+    clock = FakeClock()
+    gateway = Gateway(GatewayConfig(), clock=clock)
+    gateway.apply(kit.snapshot(1, [kit.route()], {"echo": [upstream.instance()]}))
+    _, port = await gateway.start()
+    client = await kit.RawClient.connect(port)
+    try:
+        await client.send(GET + b"\r\n")
+        assert (await client.read_response()).status == 200
+        await client.send(b"GET /apps/echo/ HTTP/1.1\r\nHost: gw")
+        head = b""
+        for _ in range(40):
+            await clock.advance(1.0)
+            try:
+                head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 0.05)
+                break
+            except TimeoutError:
+                continue
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert 9 <= clock.monotonic() - 1_000_000.0 <= 21  # 10 s after the head began
+    finally:
+        await client.aclose()
+        await gateway.aclose(0)
