@@ -14,6 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -128,6 +129,16 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({_show(self._engine.url)})"
+
+    @staticmethod
+    def schema_head() -> str:
+        """The newest migration this release ships (what :meth:`open` upgrades to)."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        if head is None:  # pragma: no cover - the package always ships migrations
+            raise StoreError("the package ships no migrations")
+        return head
 
     def _migrate(self) -> None:
         config = Config()

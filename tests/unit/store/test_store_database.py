@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from courtyard.store import Database, StoreError, apps_table, metadata, revisions_table
 
-PLATFORM_TABLES = {"apps", "revisions", "routes", "capabilities"}
+PLATFORM_TABLES = set(metadata.tables)  # the store owns every platform table
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_opening_a_new_file_applies_migrations(url: str, tmp_path: Path) -> None
     try:
         assert (tmp_path / "data" / "courtyard.db").is_file()
         assert tables(db) == PLATFORM_TABLES | {"alembic_version"}
-        assert version(db) == ["0001"]
+        assert version(db) == [Database.schema_head()]
         assert db.dialect == "sqlite"
     finally:
         db.close()
@@ -86,7 +86,7 @@ def test_reopening_is_idempotent_and_keeps_data(url: str) -> None:
     for _ in range(3):
         db = Database.open(url)
         try:
-            assert version(db) == ["0001"]
+            assert version(db) == [Database.schema_head()]
             assert tables(db) == PLATFORM_TABLES | {"alembic_version"}
             with db.read() as connection:
                 assert connection.execute(select(apps_table.c.name)).scalars().all() == ["kept"]
