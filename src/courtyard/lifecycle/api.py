@@ -58,24 +58,26 @@ def app_document(lifecycle: Lifecycle, app: App, *, instances: bool = False) -> 
         "rollout": rollout_document(lifecycle.rollout_of(app.name)),
     }
     if instances:
-        doc["instances"] = (
-            [
-                {
-                    "id": i.id,
-                    "revision": i.revision,
-                    "pid": i.pid,
-                    "port": i.port,
-                    "state": i.state,
-                    "restarts": i.restarts,
-                    "startedAt": i.started_at,
-                    "lastExit": i.last_exit,
-                }
-                for i in lifecycle.supervisor.instances(app.name)
-            ]
-            if state is not None
-            else []
-        )
+        doc["instances"] = instance_documents(lifecycle, app) if state is not None else []
     return doc
+
+
+def instance_documents(lifecycle: Lifecycle, app: App) -> list[dict[str, Any]]:
+    """The app's instances as the API shows them."""
+    return [
+        {
+            "id": i.id,
+            "revision": i.revision,
+            "pid": i.pid,
+            "port": i.port,
+            "state": i.state,
+            "restarts": i.restarts,
+            "startedAt": i.started_at,
+            "lastExit": i.last_exit,
+            "limits": i.limits,
+        }
+        for i in lifecycle.supervisor.instances(app.name)
+    ]
 
 
 def _phase_without_runtime(app: App) -> str:
@@ -125,6 +127,10 @@ def router(lifecycle: Lifecycle) -> APIRouter:
     @api.get("/apps/{name}", summary="One app with its instances")
     async def get_app(name: str) -> dict[str, Any]:
         return app_document(lifecycle, await lifecycle.catalog.get(name), instances=True)
+
+    @api.get("/apps/{name}/instances", summary="The app's instances on this node")
+    async def instances(name: str) -> list[dict[str, Any]]:
+        return instance_documents(lifecycle, await lifecycle.catalog.get(name))
 
     @api.post(
         "/apps/{name}/restart", status_code=202, summary="Rolling restart (starts a stopped app)"

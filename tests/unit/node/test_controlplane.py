@@ -1,0 +1,130 @@
+"""The control-plane API in process: token required, problem documents for every failure."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from courtyard.catalog import BundleStore, Catalog, MemoryCatalogStore
+from courtyard.lifecycle import DataPlane, Lifecycle
+from courtyard.node import build_api
+from fakes import FakeRuntime, RecordingPublisher
+
+TOKEN = "t0ken"
+MANIFEST = """\
+apiVersion: courtyard.dev/v1alpha1
+kind: Application
+metadata: {name: NAME, owner: team-a, businessOwner: a@example.com}
+spec:
+  run: {command: ["python", "app.py"]}
+  routes: [{path: /apps/ROUTE/}]
+"""
+
+
+def manifest(name: str, route: str | None = None) -> str:
+    return MANIFEST.replace("NAME", name).replace("ROUTE", route or name)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Lifecycle]]:
+    runtime = FakeRuntime()
+    dataplane = DataPlane(RecordingPublisher())
+    dataplane.bind_endpoints(runtime.endpoints)
+    lifecycle = Lifecycle(
+        Catalog(MemoryCatalogStore()), BundleStore(tmp_path / "b"), runtime, dataplane
+    )
+    api = build_api(lifecycle, TOKEN, lambda: {"version": "test"})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api),
+        base_url="http://cp",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as http:
+        yield http, lifecycle
+    await lifecycle.aclose()
+
+
+YAML = {"Content-Type": "application/yaml"}
+
+
+async def test_every_api_call_needs_the_token(client: tuple[httpx.AsyncClient, Lifecycle]) -> None:
+    http, _ = client
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic x"},
+    ):
+        response = await http.get("/api/v1/apps", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert TOKEN not in response.text
+    assert (
+        await http.get("/api/v1/openapi.json", headers={"Authorization": ""})
+    ).status_code == 200
+
+
+async def test_deploy_list_get_instances(client: tuple[httpx.AsyncClient, Lifecycle]) -> None:
+    http, lifecycle = client
+    created = await http.post("/api/v1/apps", content=manifest("notes"), headers=YAML)
+    assert created.status_code == 201, created.text
+    assert created.json()["revision"]["number"] == 1
+    again = await http.post("/api/v1/apps", content=manifest("notes"), headers=YAML)
+    assert again.status_code == 200 and again.json()["created"] is False
+    await lifecycle.wait_idle()
+    listing = (await http.get("/api/v1/apps")).json()
+    assert [a["name"] for a in listing] == ["notes"]
+    assert listing[0]["phase"] == "running"
+    detail = (await http.get("/api/v1/apps/notes")).json()
+    assert detail["owner"] == "team-a" and detail["rollout"]["state"] == "succeeded"
+    assert (await http.get("/api/v1/apps/notes/instances")).json() == []
+    revisions = (await http.get("/api/v1/apps/notes/revisions")).json()
+    assert [r["number"] for r in revisions] == [1]
+
+
+async def test_failures_are_problem_documents(client: tuple[httpx.AsyncClient, Lifecycle]) -> None:
+    http, _ = client
+    await http.post("/api/v1/apps", content=manifest("notes"), headers=YAML)
+
+    taken = await http.post("/api/v1/apps", content=manifest("other", "notes"), headers=YAML)
+    assert taken.status_code == 409
+    assert taken.json()["holder"] == "notes"
+
+    bad = await http.post("/api/v1/apps", content=b"metadata: [", headers=YAML)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["source"] == "courtyard.yaml"
+
+    wrong_type = await http.post(
+        "/api/v1/apps", content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 400
+
+    empty = await http.post("/api/v1/apps", content=b"", headers=YAML)
+    assert empty.status_code == 400
+
+    missing = await http.get("/api/v1/apps/nope")
+    assert missing.status_code == 404
+
+    no_route = await http.get("/api/v1/nothing-here")
+    assert no_route.status_code == 404
+
+    bad_query = await http.get("/api/v1/apps/notes/logs", params={"tail": "-1"})
+    assert bad_query.status_code == 422
+    for response in (taken, bad, wrong_type, empty, missing, no_route, bad_query):
+        assert response.headers["content-type"] == "application/problem+json"
+        assert {"type", "title", "status"} <= set(response.json())
+
+
+async def test_stop_restart_remove(client: tuple[httpx.AsyncClient, Lifecycle]) -> None:
+    http, lifecycle = client
+    await http.post("/api/v1/apps", content=manifest("notes"), headers=YAML)
+    await lifecycle.wait_idle()
+    stopped = await http.post("/api/v1/apps/notes/stop")
+    assert stopped.status_code == 200 and stopped.json()["desiredState"] == "stopped"
+    restarted = await http.post("/api/v1/apps/notes/restart")
+    assert restarted.status_code == 202
+    await lifecycle.wait_idle()
+    assert (await http.delete("/api/v1/apps/notes")).status_code == 204
+    assert (await http.get("/api/v1/apps/notes")).status_code == 404
