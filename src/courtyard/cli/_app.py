@@ -122,7 +122,8 @@ def up(
 
     def ready(node: Node) -> None:
         out.print(f"[bold]Courtyard {__version__}[/bold] serving at [cyan]{node.url}[/cyan]")
-        out.print(f"  API      {node.url}/api/v1/  (OpenAPI: {node.url}/api/v1/openapi.json)")
+        out.print(f"  API      {node.url}/api/v1/", soft_wrap=True)
+        out.print(f"  OpenAPI  {node.url}/api/v1/openapi.json", soft_wrap=True)
         out.print(f"  metrics  {node.admin_url}/metrics")
         out.print(f"  data     {config.data_dir.resolve()}")
         if folders:
@@ -213,7 +214,8 @@ def apps(url: Url = None, data_dir: DataDir = Path(".courtyard"), as_json: AsJso
     if as_json:
         print_json(listing)
     else:
-        out.print(apps_table(listing, api.url))
+        out.print(f"Apps at {api.url}:")
+        out.print(apps_table(listing))
 
 
 @app.command()
@@ -234,7 +236,8 @@ def status(
         out.print(
             f"Node {node['url']} · version {node['version']} · {node['workers']} gateway worker(s)"
         )
-        out.print(apps_table(listing, api.url))
+        out.print(f"Apps at {api.url}:")
+        out.print(apps_table(listing))
         return
     detail = call(api, "GET", f"/api/v1/apps/{name}")
     if as_json:

@@ -32,26 +32,26 @@ def _phase(doc: dict[str, Any]) -> str:
     return f"[{style}]{phase}[/{style}]" if style else phase
 
 
-def apps_table(listing: list[dict[str, Any]], base: str) -> RenderableType:
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "KIND", "STAGE", "OWNER", "REV", "STATE", "READY", "RESTARTS"):
+def apps_table(listing: list[dict[str, Any]]) -> RenderableType:
+    """The fleet, one app a row; routes are paths under the node URL printed above it."""
+    if not listing:
+        return "No apps yet. Deploy one with `courtyard deploy PATH`."
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("NAME", "STAGE", "OWNER", "REV", "STATE", "READY", "RESTARTS"):
         table.add_column(column, no_wrap=True)
-    table.add_column("URL", overflow="fold")
+    table.add_column("ROUTE", overflow="fold")
     for doc in listing:
         routes = doc.get("routes") or []
         table.add_row(
             doc["name"],
-            doc["kind"],
             doc["stage"],
             doc["owner"],
             str(doc["revision"]),
             _phase(doc),
             f"{doc['readyReplicas']}/{doc['desiredReplicas']}",
             str(doc["restarts"]),
-            f"{base}{routes[0]}" if routes else "-",
+            routes[0] if routes else "-",
         )
-    if not listing:
-        return "No apps yet. Deploy one with `courtyard deploy PATH`."
     return table
 
 
