@@ -1,0 +1,137 @@
+"""Audit fixtures: every store backend (memory, SQLite, PostgreSQL), events, logs on a FakeClock.
+
+The PostgreSQL backend is marked integration; each of its tests gets a fresh schema (via
+``search_path``) that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from courtyard.audit import (
+    Actor,
+    AuditConfig,
+    AuditEvent,
+    AuditLog,
+    AuditStore,
+    MemoryAuditStore,
+    SqlAuditStore,
+)
+from courtyard.core import FakeClock
+from courtyard.store import Database
+
+POSTGRES_URL = os.environ.get(
+    "COURTYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+MakeEvent = Callable[..., AuditEvent]
+
+
+@pytest.fixture
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL whose connections live in a new, empty schema of the test PostgreSQL."""
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        admin = psycopg.connect(plain, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        markers = str(request.config.getoption("-m") or "")
+        if "integration" in markers and "not integration" not in markers:
+            pytest.fail(f"PostgreSQL is not reachable at {plain}: {exc}")
+        pytest.skip(f"PostgreSQL is not reachable at {plain}")
+    schema = f"courtyard_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
+def audit_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditStore]:
+    """Each audit store backend, empty."""
+    if request.param == "memory":
+        yield MemoryAuditStore()
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'courtyard.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = Database.open(url)
+    try:
+        yield SqlAuditStore(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = Database.open(f"sqlite:///{tmp_path / 'courtyard.db'}")
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _event(i: int = 0, **overrides: Any) -> AuditEvent:
+    fields: dict[str, Any] = {
+        "actor": Actor("user", f"user-{i % 3}@example.com", "password"),
+        "action": "app.deploy",
+        "target": f"app-{i % 2}",
+        "outcome": "success",
+        "reason": "rule:deployers",
+        "request_id": f"req-{i}",
+        "details": {"n": i},
+    }
+    fields.update(overrides)
+    return AuditEvent(**fields)
+
+
+@pytest.fixture
+def make_event() -> MakeEvent:
+    """``make_event(i, **overrides)``: a valid event, varied by ``i``."""
+    return _event
+
+
+def _crash(log: AuditLog) -> None:
+    # The log's two tasks are what a dying process loses: nothing more is committed or signed.
+    for task in (log._writer, log._ticker):
+        task.cancel()
+    log._closed = True
+
+
+@pytest.fixture
+def crash() -> Callable[[AuditLog], None]:
+    """``crash(log)``: stop a log the way ``kill -9`` would, without flushing or signing."""
+    return _crash
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=1_700_000_000.0)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> AuditConfig:
+    return AuditConfig(tmp_path / "data", checkpoint_every=10)
+
+
+@pytest.fixture
+async def log(
+    config: AuditConfig, audit_store: AuditStore, clock: FakeClock
+) -> AsyncIterator[AuditLog]:
+    """An open log on each backend, checkpointing every 10 entries; closed afterwards."""
+    opened = await AuditLog.open(config, audit_store, clock=clock)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
