@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from courtyard.audit import AuditEvent, AuditReceipt
 from courtyard.contracts import GatewaySnapshot, UpstreamInstance
 from courtyard.runtime import AppNotRunning, AppState, InstanceStatus, RolloutFailed, WorkloadSpec
 
@@ -67,3 +68,17 @@ class FakeRuntime:
             name: [UpstreamInstance(id=f"{name}-1", host="127.0.0.1", port=1, revision=s.revision)]
             for name, s in self.specs.items()
         }
+
+
+class RecordingAudit:
+    """An audit recorder that keeps events in a list (the real log is tested on its own)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def record(self, event: AuditEvent) -> AuditReceipt:
+        self.events.append(event)
+        return AuditReceipt(seq=len(self.events), entry_hash="0" * 64)
+
+    def actions(self) -> list[tuple[str, str, str]]:
+        return [(e.action, e.target, e.outcome) for e in self.events]

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
+from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
 from courtyard.cli._render import app_detail, apps_table, url_of
 from courtyard.core import CourtyardError
@@ -27,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(audit, name="audit")
 out = Console()
 err = Console(stderr=True)
 

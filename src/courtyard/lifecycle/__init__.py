@@ -9,11 +9,23 @@ Error tree::
 
 from courtyard.lifecycle._dataplane import DataPlane, SnapshotPublisher
 from courtyard.lifecycle._errors import AppNotDeployable, DeployRefused, LifecycleError
-from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, LifecycleConfig, Rollout, Runtime
+from courtyard.lifecycle._lifecycle import (
+    SYSTEM,
+    AuditRecorder,
+    Caller,
+    Deployment,
+    Lifecycle,
+    LifecycleConfig,
+    Rollout,
+    Runtime,
+)
 from courtyard.lifecycle._specs import routes_for, workload_for
 
 __all__ = [
+    "SYSTEM",
     "AppNotDeployable",
+    "AuditRecorder",
+    "Caller",
     "DataPlane",
     "DeployRefused",
     "Deployment",

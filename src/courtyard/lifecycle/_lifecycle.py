@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from courtyard.audit import Actor, AuditEvent, AuditReceipt, Outcome
 from courtyard.catalog import (
     App,
     BundleStore,
@@ -22,7 +24,7 @@ from courtyard.catalog import (
     Revision,
     parse_manifest,
 )
-from courtyard.core import Clock, SystemClock
+from courtyard.core import Clock, CourtyardError, SystemClock
 from courtyard.lifecycle._dataplane import DataPlane
 from courtyard.lifecycle._errors import AppNotDeployable
 from courtyard.lifecycle._specs import routes_for, workload_for
@@ -37,6 +39,24 @@ from courtyard.runtime import (
 log = logging.getLogger("courtyard.lifecycle")
 
 RolloutState = Literal["pending", "in-progress", "succeeded", "failed"]
+
+
+class AuditRecorder(Protocol):
+    """Where the lifecycle records what it did (the audit log; a list in tests)."""
+
+    async def record(self, event: AuditEvent) -> AuditReceipt: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked for an action, and the request that carried it (for the audit trail)."""
+
+    actor: Actor
+    request_id: str | None = None
+    trace_id: str | None = None
+
+
+SYSTEM = Caller(Actor(kind="system", id="courtyard"))
 
 
 class Runtime(Protocol):
@@ -99,6 +119,7 @@ class Lifecycle:
         bundles: BundleStore,
         supervisor: Runtime,
         dataplane: DataPlane,
+        audit: AuditRecorder,
         config: LifecycleConfig | None = None,
         *,
         clock: Clock | None = None,
@@ -107,6 +128,7 @@ class Lifecycle:
         self._bundles = bundles
         self._supervisor = supervisor
         self._dataplane = dataplane
+        self._audit = audit
         self._config = config or LifecycleConfig()
         self._clock = clock or SystemClock()
         self._rollouts: dict[str, Rollout] = {}
@@ -122,22 +144,29 @@ class Lifecycle:
 
     # -- deploys ---------------------------------------------------------------------------
 
-    async def deploy_bundle(self, archive: bytes) -> Deployment:
+    async def deploy_bundle(self, archive: bytes, caller: Caller = SYSTEM) -> Deployment:
         """Store a bundle (a gzip tar with ``courtyard.yaml`` on top), register it, roll out."""
-        bundle = await asyncio.to_thread(self._bundles.ingest, archive)
-        manifest = parse_manifest(bundle.manifest_text, source="courtyard.yaml")
-        registration = await self._catalog.register(manifest, bundle.digest)
-        return await self._after_register(registration)
+        async with self._audited(caller, "app.deploy", "bundle") as note:
+            bundle = await asyncio.to_thread(self._bundles.ingest, archive)
+            note["bundle"] = bundle.digest
+            manifest = parse_manifest(bundle.manifest_text, source="courtyard.yaml")
+            note["target"] = f"app/{manifest.metadata.name}"
+            registration = await self._catalog.register(manifest, bundle.digest)
+            _note_registration(note, registration)
+        return await self._after_register(registration, caller)
 
     async def deploy_manifest(
-        self, text: str | bytes, source: str = "courtyard.yaml"
+        self, text: str | bytes, source: str = "courtyard.yaml", caller: Caller = SYSTEM
     ) -> Deployment:
         """Register a manifest without code (an Interface, or a command needing no files)."""
-        manifest = parse_manifest(text, source=source)
-        registration = await self._catalog.register(manifest, None)
-        return await self._after_register(registration)
+        async with self._audited(caller, "app.deploy", "manifest") as note:
+            manifest = parse_manifest(text, source=source)
+            note["target"] = f"app/{manifest.metadata.name}"
+            registration = await self._catalog.register(manifest, None)
+            _note_registration(note, registration)
+        return await self._after_register(registration, caller)
 
-    async def _after_register(self, registration: Registration) -> Deployment:
+    async def _after_register(self, registration: Registration, caller: Caller) -> Deployment:
         await self._refresh_routes()
         app = registration.app
         if not self._runs(app) or app.desired_state != "running":
@@ -145,24 +174,28 @@ class Lifecycle:
         current = self._rollouts.get(app.name)
         if not registration.created and current is not None and current.state != "failed":
             return Deployment(registration, current)
-        return Deployment(registration, self._start_rollout(app.name, registration.revision))
+        rollout = self._start_rollout(app.name, registration.revision, caller)
+        return Deployment(registration, rollout)
 
     # -- actions on running apps -----------------------------------------------------------
 
-    async def restart(self, name: str) -> Rollout:
+    async def restart(self, name: str, caller: Caller = SYSTEM) -> Rollout:
         """Restart an app (rolling, one revision); starts it if it was stopped."""
-        app = await self._catalog.get(name)
-        self._require_runnable(app)
-        if app.desired_state != "running":
-            await self._catalog.set_desired(name, "running")
-        revision = await self._catalog.revision(name, app.current_revision)
-        return self._start_rollout(name, revision, restart=True)
+        async with self._audited(caller, "app.restart", f"app/{name}") as note:
+            app = await self._catalog.get(name)
+            self._require_runnable(app)
+            if app.desired_state != "running":
+                await self._catalog.set_desired(name, "running")
+            revision = await self._catalog.revision(name, app.current_revision)
+            note["revision"] = revision.number
+        return self._start_rollout(name, revision, caller, restart=True)
 
-    async def stop(self, name: str) -> None:
+    async def stop(self, name: str, caller: Caller = SYSTEM) -> None:
         """Stop every instance of an app; it stays in the catalog, desired state "stopped"."""
-        app = await self._catalog.get(name)
-        self._require_runnable(app)
-        await self._catalog.set_desired(name, "stopped")
+        async with self._audited(caller, "app.stop", f"app/{name}"):
+            app = await self._catalog.get(name)
+            self._require_runnable(app)
+            await self._catalog.set_desired(name, "stopped")
         tasks = self._tasks(name)
         await self._cancel(tasks)
         async with tasks.lock:
@@ -170,15 +203,16 @@ class Lifecycle:
                 await self._supervisor.stop(name)
         await self._dataplane.sync()
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, caller: Caller = SYSTEM) -> None:
         """Stop an app and take it out of the catalog (its name, routes and capabilities free)."""
-        await self._catalog.get(name)
-        tasks = self._tasks(name)
-        await self._cancel(tasks)
-        async with tasks.lock:
-            with contextlib.suppress(AppNotRunning):
-                await self._supervisor.remove(name)
-            await self._catalog.remove(name)
+        async with self._audited(caller, "app.remove", f"app/{name}"):
+            await self._catalog.get(name)
+            tasks = self._tasks(name)
+            await self._cancel(tasks)
+            async with tasks.lock:
+                with contextlib.suppress(AppNotRunning):
+                    await self._supervisor.remove(name)
+                await self._catalog.remove(name)
         self._rollouts.pop(name, None)
         self._apps.pop(name, None)
         await self._refresh_routes()
@@ -191,7 +225,7 @@ class Lifecycle:
         for app in await self._catalog.list():
             if self._runs(app) and app.desired_state == "running":
                 revision = await self._catalog.revision(app.name, app.current_revision)
-                self._start_rollout(app.name, revision)
+                self._start_rollout(app.name, revision, SYSTEM)
 
     async def wait_idle(self) -> None:
         """Wait for every rollout under way to finish (tests and the demo use it)."""
@@ -244,7 +278,9 @@ class Lifecycle:
             routes.extend(routes_for(app, self._config.domain))
         self._dataplane.set_routes(routes)
 
-    def _start_rollout(self, name: str, revision: Revision, *, restart: bool = False) -> Rollout:
+    def _start_rollout(
+        self, name: str, revision: Revision, caller: Caller, *, restart: bool = False
+    ) -> Rollout:
         rollout = Rollout(
             app=name, revision=revision.number, state="pending", started_at=self._clock.time()
         )
@@ -252,7 +288,7 @@ class Lifecycle:
         tasks = self._tasks(name)
         previous = tasks.task
         tasks.task = asyncio.create_task(
-            self._roll_out(tasks, previous, rollout, revision, restart),
+            self._roll_out(tasks, previous, rollout, revision, caller, restart),
             name=f"rollout-{name}-{revision.number}",
         )
         return rollout
@@ -263,6 +299,7 @@ class Lifecycle:
         previous: asyncio.Task[None] | None,
         rollout: Rollout,
         revision: Revision,
+        caller: Caller,
         restart: bool,
     ) -> None:
         # The newest request wins: a rollout still waiting behind an older one is replaced.
@@ -301,3 +338,62 @@ class Lifecycle:
                 rollout.message = f"revision {rollout.revision} serving"
             finally:
                 rollout.finished_at = self._clock.time()
+                if rollout.state in ("succeeded", "failed"):
+                    await self._record(
+                        caller,
+                        "app.rollout",
+                        f"app/{rollout.app}",
+                        "success" if rollout.state == "succeeded" else "failure",
+                        reason=rollout.message,
+                        details={"revision": rollout.revision},
+                    )
+
+    # -- audit -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _audited(
+        self, caller: Caller, action: str, target: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Record the action's outcome once it is durable (or refused), before it is answered.
+
+        The body may set ``note["target"]`` once it knows it, and add details to ``note``.
+        """
+        note: dict[str, Any] = {}
+        try:
+            yield note
+        except CourtyardError as exc:
+            where = note.pop("target", target)
+            reason = str(exc).splitlines()[0][:500]
+            await self._record(caller, action, where, "failure", reason=reason, details=note)
+            raise
+        where = note.pop("target", target)
+        await self._record(caller, action, where, "success", details=note)
+
+    async def _record(
+        self,
+        caller: Caller,
+        action: str,
+        target: str,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self._audit.record(
+            AuditEvent(
+                actor=caller.actor,
+                action=action,
+                target=target,
+                outcome=outcome,
+                reason=reason or None,
+                request_id=caller.request_id,
+                trace_id=caller.trace_id,
+                details=details or {},
+            )
+        )
+
+
+def _note_registration(note: dict[str, Any], registration: Registration) -> None:
+    note["revision"] = registration.revision.number
+    note["digest"] = registration.revision.digest
+    note["created"] = registration.created

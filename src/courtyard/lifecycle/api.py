@@ -10,14 +10,31 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from courtyard.audit import Actor
 from courtyard.catalog import App
 from courtyard.core import problem
 from courtyard.lifecycle._errors import DeployRefused
-from courtyard.lifecycle._lifecycle import Deployment, Lifecycle, Rollout
+from courtyard.lifecycle._lifecycle import Caller, Deployment, Lifecycle, Rollout
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _BUNDLE_TYPES = {"application/gzip", "application/x-gzip", "application/x-tar+gzip"}
 _MANIFEST_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "application/json"}
+
+
+_ANONYMOUS = Actor(kind="user", id="anonymous")
+
+
+def caller_of(request: Request) -> Caller:
+    """Who is calling, as the authenticating middleware put it in ``request.state.actor``."""
+    actor = getattr(request.state, "actor", None)
+    traceparent = request.headers.get("traceparent", "")
+    parts = traceparent.split("-")
+    trace_id = parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+    return Caller(
+        actor=actor if isinstance(actor, Actor) else _ANONYMOUS,
+        request_id=request.headers.get("x-request-id"),
+        trace_id=trace_id,
+    )
 
 
 def rollout_document(rollout: Rollout | None) -> dict[str, Any] | None:
@@ -109,9 +126,9 @@ def router(lifecycle: Lifecycle) -> APIRouter:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body = await _read_body(request)
         if content_type in _BUNDLE_TYPES:
-            deployment = await lifecycle.deploy_bundle(body)
+            deployment = await lifecycle.deploy_bundle(body, caller_of(request))
         elif content_type in _MANIFEST_TYPES:
-            deployment = await lifecycle.deploy_manifest(body)
+            deployment = await lifecycle.deploy_manifest(body, caller=caller_of(request))
         else:
             raise DeployRefused(
                 "send a gzip tar of the app folder (Content-Type: application/gzip) or a "
@@ -135,20 +152,20 @@ def router(lifecycle: Lifecycle) -> APIRouter:
     @api.post(
         "/apps/{name}/restart", status_code=202, summary="Rolling restart (starts a stopped app)"
     )
-    async def restart(name: str) -> dict[str, Any]:
-        rollout = await lifecycle.restart(name)
+    async def restart(name: str, request: Request) -> dict[str, Any]:
+        rollout = await lifecycle.restart(name, caller_of(request))
         return {"app": name, "rollout": rollout_document(rollout)}
 
     @api.post("/apps/{name}/stop", summary="Stop every instance; the app stays registered")
-    async def stop(name: str) -> dict[str, Any]:
-        await lifecycle.stop(name)
+    async def stop(name: str, request: Request) -> dict[str, Any]:
+        await lifecycle.stop(name, caller_of(request))
         return app_document(lifecycle, await lifecycle.catalog.get(name))
 
     @api.delete(
         "/apps/{name}", status_code=204, summary="Stop an app and remove it from the catalog"
     )
-    async def remove(name: str) -> None:
-        await lifecycle.remove(name)
+    async def remove(name: str, request: Request) -> None:
+        await lifecycle.remove(name, caller_of(request))
 
     @api.get("/apps/{name}/logs", summary="The app's instance logs (text), optionally followed")
     async def logs(

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from courtyard import __version__
+from courtyard.audit import Actor, AuditError, AuditEvent, AuditLog
+from courtyard.audit import api as audit_api
 from courtyard.catalog import CatalogError
 from courtyard.catalog import api as catalog_api
 from courtyard.core import problem
@@ -31,10 +33,17 @@ def _problem_response(status: int, document: dict[str, Any], **headers: str) -> 
     return JSONResponse(document, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+ADMIN = Actor(kind="user", id="admin", auth="token")
+_ANONYMOUS = Actor(kind="user", id="anonymous")
+
+
 def build_api(
-    lifecycle: Lifecycle, admin_token: str, info: Callable[[], dict[str, Any]]
+    lifecycle: Lifecycle,
+    audit: AuditLog,
+    admin_token: str,
+    info: Callable[[], dict[str, Any]],
 ) -> FastAPI:
-    """The control plane app: the apps API, the catalog API, node info, problem handlers."""
+    """The control plane app: apps, catalog and audit APIs, node info, problem handlers."""
     app = FastAPI(
         title="Courtyard control plane",
         version=__version__,
@@ -54,15 +63,29 @@ def build_api(
             scheme, _, credential = header.partition(" ")
             # Constant-time comparison: no timing oracle on the token (OWASP ASVS V2.9.1).
             if scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), token):
+                # Every denied access decision is audited (DESIGN.md quality bars).
+                await audit.record(
+                    AuditEvent(
+                        actor=_ANONYMOUS,
+                        action="access.deny",
+                        target=f"api:{request.method} {path}"[:200],
+                        outcome="denied",
+                        reason="no valid admin token" if header else "no credentials",
+                        request_id=request.headers.get("x-request-id"),
+                        details={"client": request.headers.get("x-forwarded-for", "")},
+                    )
+                )
                 return _problem_response(
                     401,
                     dict(problem(401, "Unauthorized", "this API needs the node's admin token")),
                     **{"WWW-Authenticate": 'Bearer realm="courtyard"'},
                 )
+            request.state.actor = ADMIN
         return await call_next(request)
 
     app.include_router(lifecycle_api.router(lifecycle))
     app.include_router(catalog_api.router(lifecycle.catalog))
+    app.include_router(audit_api.router(audit))
 
     @app.get("/api/v1/node", tags=["node"], summary="The node: version, URL, workers")
     async def node_info() -> dict[str, Any]:
@@ -71,6 +94,11 @@ def build_api(
     @app.exception_handler(CatalogError)
     async def catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
         status, document = catalog_api.problem_for(exc)
+        return _problem_response(status, dict(document))
+
+    @app.exception_handler(AuditError)
+    async def audit_error(_: Request, exc: AuditError) -> JSONResponse:
+        status, document = audit_api.problem_for(exc)
         return _problem_response(status, dict(document))
 
     @app.exception_handler(AppNotDeployable)

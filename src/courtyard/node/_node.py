@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from courtyard import __version__
+from courtyard.audit import Actor, AuditConfig, AuditEvent, AuditLog, SqlAuditStore
 from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
 from courtyard.contracts import Route, UpstreamInstance, WorkerMetrics
 from courtyard.gateway import render_metrics
@@ -135,6 +136,9 @@ class Node:
 
             db = await asyncio.to_thread(Database.open, config.database)
             stack.callback(db.close)
+            audit = await AuditLog.open(AuditConfig(data_dir=data_dir), SqlAuditStore(db))
+            stack.push_async_callback(audit.aclose)
+            stack.push_async_callback(_record_node, audit, "node.stop", self)
             catalog = Catalog(SqlCatalogStore(db))
             bundles = BundleStore(data_dir / "bundles")
 
@@ -157,14 +161,19 @@ class Node:
             await supervisor.start()
             stack.push_async_callback(supervisor.aclose)
             lifecycle = Lifecycle(
-                catalog, bundles, supervisor, dataplane, LifecycleConfig(domain=config.domain)
+                catalog,
+                bundles,
+                supervisor,
+                dataplane,
+                audit,
+                LifecycleConfig(domain=config.domain),
             )
             self.lifecycle = lifecycle
             stack.push_async_callback(lifecycle.aclose)
 
             api_socket = bind_loopback()
             api_port = api_socket.getsockname()[1]
-            api = build_api(lifecycle, token, self._info)
+            api = build_api(lifecycle, audit, token, self._info)
             api_server = embedded_server(api, api_socket)
             api_task = asyncio.create_task(api_server.serve(sockets=[api_socket]), name="api")
             stack.push_async_callback(_stop_server, api_server, api_task)
@@ -206,6 +215,7 @@ class Node:
                     f"gateway workers did not start; see {data_dir / 'logs' / '_gateway'}"
                 ) from None
 
+            await _record_node(audit, "node.start", self)
             await lifecycle.reconcile()
             _write_atomic(
                 data_dir / INFO_FILE,
@@ -256,6 +266,26 @@ class Node:
             "workers": self.config.workers,
             "pid": os.getpid(),
         }
+
+
+async def _record_node(audit: AuditLog, action: str, node: Node) -> None:
+    """Node start and stop are control-plane changes too: they go in the trail."""
+    config = node.config
+    await audit.record(
+        AuditEvent(
+            actor=Actor(kind="system", id="courtyard"),
+            action=action,
+            target=f"node/{os.uname().nodename}",
+            outcome="success",
+            details={
+                "version": __version__,
+                "url": node.url,
+                "workers": config.workers,
+                "database": config.database.split("://", 1)[0],
+                "pid": os.getpid(),
+            },
+        )
+    )
 
 
 def _api_route() -> Route:

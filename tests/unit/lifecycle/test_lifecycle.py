@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from courtyard.catalog import BundleStore, Catalog, MemoryCatalogStore, RouteTaken, make_bundle
-from courtyard.lifecycle import AppNotDeployable, DataPlane, Lifecycle, LifecycleConfig
-from fakes import FakeRuntime, RecordingPublisher
+from courtyard.audit import Actor
+from courtyard.catalog import (
+    BundleStore,
+    Catalog,
+    ManifestInvalid,
+    MemoryCatalogStore,
+    RouteTaken,
+    make_bundle,
+)
+from courtyard.lifecycle import AppNotDeployable, Caller, DataPlane, Lifecycle, LifecycleConfig
+from fakes import FakeRuntime, RecordingAudit, RecordingPublisher
 
 MANIFEST = """\
 apiVersion: courtyard.dev/v1alpha1
@@ -29,17 +37,22 @@ def manifest(name: str, *, kind: str = "Application", route: str | None = None) 
     return MANIFEST.format(kind=kind, name=name, spec=spec)
 
 
+AUDIT = RecordingAudit()
+
+
 @pytest.fixture
 def parts(tmp_path: Path) -> tuple[Lifecycle, FakeRuntime, RecordingPublisher]:
     runtime = FakeRuntime()
     publisher = RecordingPublisher()
     dataplane = DataPlane(publisher)
     dataplane.bind_endpoints(runtime.endpoints)
+    AUDIT.events.clear()
     lifecycle = Lifecycle(
         Catalog(MemoryCatalogStore()),
         BundleStore(tmp_path / "bundles"),
         runtime,
         dataplane,
+        AUDIT,
         LifecycleConfig(domain="apps.test"),
     )
     return lifecycle, runtime, publisher
@@ -156,3 +169,35 @@ async def test_bundle_deploy_uses_the_stored_bundle(
     bundle = runtime.specs["notes"].bundle
     assert bundle is not None and (bundle / "app.py").read_text() == "print('hi')\n"
     assert deployment.registration.revision.bundle_digest
+
+
+async def test_every_change_and_refusal_is_audited_with_its_caller(
+    parts: tuple[Lifecycle, FakeRuntime, RecordingPublisher],
+) -> None:
+    lifecycle, _, _ = parts
+    caller = Caller(Actor(kind="user", id="dana", auth="token"), request_id="req-1")
+    await lifecycle.deploy_manifest(manifest("notes"), caller=caller)
+    await lifecycle.wait_idle()
+    with pytest.raises(RouteTaken):
+        await lifecycle.deploy_manifest(manifest("other", route="notes"), caller=caller)
+    with pytest.raises(ManifestInvalid):
+        await lifecycle.deploy_manifest("kind: [", caller=caller)
+    await lifecycle.restart("notes", caller)
+    await lifecycle.wait_idle()
+    await lifecycle.stop("notes", caller)
+    await lifecycle.remove("notes", caller)
+    assert AUDIT.actions() == [
+        ("app.deploy", "app/notes", "success"),
+        ("app.rollout", "app/notes", "success"),
+        ("app.deploy", "app/other", "failure"),
+        ("app.deploy", "manifest", "failure"),
+        ("app.restart", "app/notes", "success"),
+        ("app.rollout", "app/notes", "success"),
+        ("app.stop", "app/notes", "success"),
+        ("app.remove", "app/notes", "success"),
+    ]
+    assert {e.actor for e in AUDIT.events} == {caller.actor}
+    assert {e.request_id for e in AUDIT.events} == {"req-1"}
+    refused = AUDIT.events[2]
+    assert refused.reason is not None and "notes" in refused.reason  # names the holder
+    assert AUDIT.events[0].details["revision"] == 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from courtyard.audit import AuditConfig, AuditLog, MemoryAuditStore
 from courtyard.catalog import BundleStore, Catalog, MemoryCatalogStore
 from courtyard.lifecycle import DataPlane, Lifecycle
 from courtyard.node import build_api
@@ -33,10 +34,11 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Lifec
     runtime = FakeRuntime()
     dataplane = DataPlane(RecordingPublisher())
     dataplane.bind_endpoints(runtime.endpoints)
+    audit = await AuditLog.open(AuditConfig(data_dir=tmp_path / "data"), MemoryAuditStore())
     lifecycle = Lifecycle(
-        Catalog(MemoryCatalogStore()), BundleStore(tmp_path / "b"), runtime, dataplane
+        Catalog(MemoryCatalogStore()), BundleStore(tmp_path / "b"), runtime, dataplane, audit
     )
-    api = build_api(lifecycle, TOKEN, lambda: {"version": "test"})
+    api = build_api(lifecycle, audit, TOKEN, lambda: {"version": "test"})
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api),
         base_url="http://cp",
@@ -44,6 +46,7 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Lifec
     ) as http:
         yield http, lifecycle
     await lifecycle.aclose()
+    await audit.aclose()
 
 
 YAML = {"Content-Type": "application/yaml"}
@@ -128,3 +131,25 @@ async def test_stop_restart_remove(client: tuple[httpx.AsyncClient, Lifecycle]) 
     await lifecycle.wait_idle()
     assert (await http.delete("/api/v1/apps/notes")).status_code == 204
     assert (await http.get("/api/v1/apps/notes")).status_code == 404
+
+
+async def test_denials_and_changes_land_in_the_audit_trail(
+    client: tuple[httpx.AsyncClient, Lifecycle],
+) -> None:
+    http, _ = client
+    denied = await http.get(
+        "/api/v1/apps", headers={"Authorization": "Bearer nope", "X-Request-Id": "r-9"}
+    )
+    assert denied.status_code == 401
+    await http.post("/api/v1/apps", content=manifest("notes"), headers=YAML)
+    items = (await http.get("/api/v1/audit")).json()["entries"]
+    summary = [(e["action"], e["outcome"]) for e in items]
+    assert ("access.deny", "denied") in summary
+    assert ("app.deploy", "success") in summary
+    deny = next(e for e in items if e["action"] == "access.deny")
+    assert deny["requestId"] == "r-9"
+    assert "nope" not in str(items)  # the credential never enters the trail
+    deploy = next(e for e in items if e["action"] == "app.deploy")
+    assert deploy["actor"]["id"] == "admin"
+    verified = (await http.get("/api/v1/audit/verify")).json()
+    assert verified["ok"] is True
