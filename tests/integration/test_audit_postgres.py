@@ -9,12 +9,8 @@ trail; tampering through SQL caught.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -31,22 +27,11 @@ from courtyard.store import Database
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_URL = os.environ.get(
-    "COURTYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
 
 @pytest.fixture
-def url() -> Iterator[str]:
-    """A URL whose connections live in a new, empty schema (dropped afterwards)."""
-    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    schema = f"courtyard_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(plain, autocommit=True, connect_timeout=3) as admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+def url(postgres_url: str) -> str:
+    """This module's tests take the shared fresh-schema URL as ``url``."""
+    return postgres_url
 
 
 def event(i: int) -> AuditEvent:

@@ -4,20 +4,19 @@ and audit); only ``init``, ``up`` and ``schema`` work without a running node."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
 from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
 from courtyard.cli._render import app_detail, apps_table, url_of
+from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 from courtyard.core import CourtyardError
 from courtyard.node import Node, load_config
 
@@ -29,27 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(audit, name="audit")
-out = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="COURTYARD_DATA_DIR", help="The node's data directory."),
-]
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url", envvar="COURTYARD_URL", help="The node's URL (default: the running node's)."
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def fail(message: str, details: list[str] | None = None) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    for line in details or []:
-        err.print(f"  {line}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:
@@ -61,10 +39,6 @@ def call(api: ApiClient, method: str, path: str, **kwargs: Any) -> Any:
         return api.request(method, path, **kwargs)
     except CliError as exc:
         fail(str(exc), exc.details)
-
-
-def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 @app.command()

@@ -10,10 +10,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +25,7 @@ from courtyard.audit import (
     verify_inclusion,
 )
 from courtyard.cli._client import ApiClient, CliError, resolve_target
+from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 
 audit = typer.Typer(
     name="audit",
@@ -34,28 +34,7 @@ audit = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", envvar="COURTYARD_DATA_DIR", help="The node's data directory."),
-]
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url", envvar="COURTYARD_URL", help="The node's URL (default: the running node's)."
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _OUTCOME_STYLE = {"success": "green", "failure": "yellow", "denied": "red"}
-
-
-def _fail(message: str, details: list[str] | None = None) -> NoReturn:
-    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
-    for line in details or []:
-        err.print(Text(f"  {line}"), soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _get(url: str | None, data_dir: Path, path: str, **params: Any) -> Any:
@@ -63,18 +42,14 @@ def _get(url: str | None, data_dir: Path, path: str, **params: Any) -> Any:
     try:
         return api.request("GET", path, params={k: v for k, v in params.items() if v is not None})
     except CliError as exc:
-        _fail(str(exc), exc.details)
+        fail(str(exc), exc.details)
     finally:
         api.close()
 
 
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
-
-
 def _report(document: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(document)
+        print_json(document)
     if document.get("ok"):
         if not as_json:
             out.print(Text.assemble(("✓ ", "green"), str(document.get("message", "verified"))))
@@ -92,7 +67,7 @@ def _public_key(value: str | None) -> str | None:
         if candidate.is_file():
             return candidate.read_text(encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot read {value}: {exc.strerror}")
+        fail(f"cannot read {value}: {exc.strerror}")
     return value
 
 
@@ -119,12 +94,12 @@ def verify_command(
         _report(_get(url, data_dir, "/api/v1/audit/verify"), as_json)
         return
     if not from_export.is_file():
-        _fail(f"{from_export}: no such file")
+        fail(f"{from_export}: no such file")
     key = _public_key(public_key)
     try:
         report: VerifyReport = verify_export(from_export, key, checkpoints_file=checkpoints)
     except (AuditError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if key is None and not as_json:
         err.print("note: using the key in the export's header; pass --public-key to pin it")
     _report(report.document(), as_json)
@@ -160,7 +135,7 @@ def list_command(
     )
     entries = page["entries"]
     if as_json:
-        _print_json(page)
+        print_json(page)
         return
     if not entries:
         out.print("No audit entries match.")
@@ -191,7 +166,7 @@ def show_command(
     """Show one audit entry with its hashes."""
     entry = _get(url, data_dir, f"/api/v1/audit/{seq}")
     if as_json:
-        _print_json(entry)
+        print_json(entry)
         return
     actor_doc = entry["actor"]
     auth = f" ({actor_doc['auth']})" if actor_doc.get("auth") else ""
@@ -244,9 +219,9 @@ def export_command(
             target.replace(output)  # a half-written export never carries the final name
             err.print(f"Wrote {output}")
     except CliError as exc:
-        _fail(str(exc), exc.details)
+        fail(str(exc), exc.details)
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror}")
+        fail(f"cannot write {output}: {exc.strerror}")
     finally:
         api.close()
 
@@ -267,7 +242,7 @@ def proof_command(
     try:
         pinned = load_public_key(key) if key is not None else None
     except AuditError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     proof = _get(url, data_dir, f"/api/v1/audit/{seq}/proof")
     try:
         valid = verify_inclusion(
@@ -287,7 +262,7 @@ def proof_command(
     except (KeyError, TypeError, ValueError):
         valid = False
     if as_json:
-        _print_json({**proof, "valid": valid})
+        print_json({**proof, "valid": valid})
     else:
         out.print(f"entry       {proof['seq']} (leaf index {proof['leafIndex']})")
         out.print(f"tree size   {proof['treeSize']}")

@@ -6,13 +6,10 @@ The PostgreSQL backend is marked integration; each of its tests gets a fresh sch
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from courtyard.audit import (
@@ -27,31 +24,7 @@ from courtyard.audit import (
 from courtyard.core import FakeClock
 from courtyard.store import Database
 
-POSTGRES_URL = os.environ.get(
-    "COURTYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
 MakeEvent = Callable[..., AuditEvent]
-
-
-@pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A URL whose connections live in a new, empty schema of the test PostgreSQL."""
-    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        admin = psycopg.connect(plain, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        markers = str(request.config.getoption("-m") or "")
-        if "integration" in markers and "not integration" not in markers:
-            pytest.fail(f"PostgreSQL is not reachable at {plain}: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at {plain}")
-    schema = f"courtyard_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(
