@@ -1,39 +1,19 @@
 """Fixtures of the gateway tests: an in-process recording upstream and a gateway routing
 ``/apps/echo/`` to it, both on 127.0.0.1:0.
 
-The suite runs with ``--import-mode=importlib``, so the kit in ``gateway_testkit.py`` is
-loaded here once, as module ``gateway_testkit``, before the test modules import it.
+The kit itself is ``gateway_testkit.py`` (this folder is on pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from types import ModuleType
 
+import gateway_testkit as kit
 import pytest
 import uvloop
 
 from courtyard.gateway import Gateway, GatewayConfig
-
-
-def _load_testkit() -> ModuleType:
-    if "gateway_testkit" in sys.modules:
-        return sys.modules["gateway_testkit"]
-    spec = importlib.util.spec_from_file_location(
-        "gateway_testkit", Path(__file__).with_name("gateway_testkit.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gateway_testkit"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-kit = _load_testkit()
 
 
 def pytest_asyncio_loop_factories(

@@ -1,45 +1,23 @@
 """Fixtures of the runtime tests: a bundle with the test app, a control folder, a supervisor.
 
-The suite runs with ``--import-mode=importlib``, so test modules cannot import a sibling by
-name; this conftest loads the helpers of ``runtime_testkit.py`` once as module
-``runtime_testkit`` before any test module of this folder is imported.
+The helpers are in ``runtime_testkit.py`` (this folder is on pytest's ``pythonpath``).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-from courtyard.runtime import RuntimeConfig, Supervisor
-
-
-def _load_testkit() -> ModuleType:
-    if "runtime_testkit" in sys.modules:
-        return sys.modules["runtime_testkit"]
-    spec = importlib.util.spec_from_file_location(
-        "runtime_testkit", Path(__file__).with_name("runtime_testkit.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["runtime_testkit"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load_testkit()
-
-from runtime_testkit import (  # noqa: E402 (loaded just above)
+from runtime_testkit import (
     RecordingTraffic,
     make_config,
     no_children,
     wait_until,
     write_app,
 )
+
+from courtyard.runtime import RuntimeConfig, Supervisor
 
 
 @pytest.fixture
