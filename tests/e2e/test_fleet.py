@@ -51,8 +51,9 @@ def test_demo_fleet_answers_through_one_port(node_factory: Any) -> None:
     assert "courtyard_gateway_requests_total" in metrics
 
 
-def test_redeploy_under_load_drops_nothing(node_factory: Any, tmp_path: Path) -> None:
-    node = node_factory().start()
+@pytest.mark.parametrize("workers", [1, 2])
+def test_redeploy_under_load_drops_nothing(node_factory: Any, tmp_path: Path, workers: int) -> None:
+    node = node_factory(workers=workers).start()
     folder = write_app(tmp_path / "src" / "hello", "hello", version="1", replicas=2)
     node.cli("deploy", str(folder))
 

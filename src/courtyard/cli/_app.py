@@ -104,6 +104,8 @@ def up(
         out.print(f"  data     {config.data_dir.resolve()}")
         if folders:
             out.print(f"Deploying {len(folders)} demo apps…")
+        else:
+            out.print("Press Ctrl+C to stop.")
 
     def demo_done(results: list[tuple[Path, Any]]) -> None:
         for folder, result in results:
