@@ -1,6 +1,7 @@
 """The audit trail's part of the control-plane REST API (``/api/v1/audit``) and its errors.
 
-Read-only: entries, proofs, checkpoints, a verification run and the export. Who may call it
+Entries, proofs, checkpoints, a verification run, the export, and archiving (retention moves
+old entries to verifiable segment files; it never deletes). Who may call it
 (platform admins and auditors) is the node's middleware's decision. Audit errors become RFC
 9457 problem documents here and only here (``problem_for``).
 """
@@ -12,7 +13,7 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from courtyard.audit._errors import (
@@ -25,6 +26,7 @@ from courtyard.audit._errors import (
     EntryNotFound,
     ProofUnavailable,
 )
+from courtyard.audit._events import Actor, AuditEvent
 from courtyard.audit._keys import public_key_b64
 from courtyard.audit._log import AuditLog
 from courtyard.core import problem
@@ -114,6 +116,38 @@ def router(audit: AuditLog) -> APIRouter:
             media_type=NDJSON,
             headers={"Content-Disposition": 'attachment; filename="courtyard-audit.jsonl"'},
         )
+
+    @api.post("/archive", summary="Archive entries below a sequence number (retention)")
+    async def archive(
+        request: Request, before: Annotated[int, Query(ge=2, description="first seq kept")]
+    ) -> dict[str, Any]:
+        segment = await audit.archive(before)
+        actor = getattr(request.state, "actor", None)
+        await audit.record(
+            AuditEvent(
+                actor=actor if isinstance(actor, Actor) else Actor(kind="system", id="courtyard"),
+                action="audit.archive",
+                target="audit",
+                outcome="success",
+                reason=None if segment else "nothing old enough to archive",
+                request_id=request.headers.get("x-request-id"),
+                details={
+                    "before": before,
+                    "first": segment.first_seq if segment else None,
+                    "last": segment.last_seq if segment else None,
+                },
+            )
+        )
+        if segment is None:
+            return {"archived": None}
+        return {
+            "archived": {
+                "firstSeq": segment.first_seq,
+                "lastSeq": segment.last_seq,
+                "file": segment.file,
+                "sha256": segment.sha256,
+            }
+        }
 
     @api.get("/{seq}", summary="One audit entry")
     async def get_entry(seq: int) -> dict[str, Any]:

@@ -226,6 +226,33 @@ def export_command(
         api.close()
 
 
+@audit.command("archive")
+def archive_command(
+    before: Annotated[int, typer.Option(help="Archive entries below this sequence number.")],
+    url: Url = None,
+    data_dir: DataDir = Path(".courtyard"),
+    as_json: AsJson = False,
+) -> None:
+    """Move old entries to a gzip segment file (retention archives, never deletes)."""
+    api = ApiClient(resolve_target(url, data_dir))
+    try:
+        result = api.request("POST", "/api/v1/audit/archive", params={"before": before})
+    except CliError as exc:
+        fail(str(exc), exc.details)
+    finally:
+        api.close()
+    if as_json:
+        print_json(result)
+        return
+    segment = result.get("archived")
+    if segment is None:
+        out.print("Nothing to archive: no signed checkpoint below that sequence number yet.")
+    else:
+        out.print(
+            f"Archived entries {segment['firstSeq']} to {segment['lastSeq']} into {segment['file']}"
+        )
+
+
 @audit.command("proof")
 def proof_command(
     seq: int,

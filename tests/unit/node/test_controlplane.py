@@ -153,3 +153,23 @@ async def test_denials_and_changes_land_in_the_audit_trail(
     assert deploy["actor"]["id"] == "admin"
     verified = (await http.get("/api/v1/audit/verify")).json()
     assert verified["ok"] is True
+
+
+async def test_retention_archives_and_the_trail_still_verifies(
+    client: tuple[httpx.AsyncClient, Lifecycle],
+) -> None:
+    http, _ = client
+    for name in ("a1", "a2", "a3"):
+        await http.post("/api/v1/apps", content=manifest(name), headers=YAML)
+    (await http.get("/api/v1/audit/export")).raise_for_status()  # signs a checkpoint
+    latest = (await http.get("/api/v1/audit/checkpoints/latest")).json()
+    size = latest["treeSize"]
+    archived = (await http.post("/api/v1/audit/archive", params={"before": size + 1})).json()
+    segment = archived["archived"]
+    assert segment["firstSeq"] == 1 and segment["lastSeq"] == size
+    assert (await http.get("/api/v1/audit/1")).status_code == 410
+    assert (await http.get("/api/v1/audit/verify")).json()["ok"] is True
+    items = (await http.get("/api/v1/audit", params={"action": "audit.archive"})).json()
+    assert [e["actor"]["id"] for e in items["entries"]] == ["admin"]
+    refused = await http.post("/api/v1/audit/archive", params={"before": 0})
+    assert refused.status_code == 422
