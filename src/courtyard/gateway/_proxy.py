@@ -16,44 +16,23 @@ from httptools import (
 )
 
 from courtyard.gateway import _headers as h
+from courtyard.gateway._answers import HEALTHZ, READYZ, AnswerMixin
 from courtyard.gateway._config import InvalidTarget
+from courtyard.gateway._deadlines import HEAD, IDLE, DeadlineMixin
+from courtyard.gateway._dispatch import BLOCK_BUFFER, BLOCK_QUEUE, DispatchMixin
 from courtyard.gateway._exchange import Exchange
 from courtyard.gateway._headers import (
-    accept_prefers_html,
     connection_tokens,
     is_valid_request_id,
     parse_content_length,
 )
 from courtyard.gateway._paths import parse_target
 from courtyard.gateway._requests import RequestRejected, check_head, upstream_head
-from courtyard.gateway._responses import (
-    CONTINUE,
-    error_response,
-    json_response,
-    redirect_response,
-)
-from courtyard.gateway._upstream import UpstreamConnection
+from courtyard.gateway._responses import CONTINUE, redirect_response
 
 if TYPE_CHECKING:
-    from courtyard.gateway._pool import Instance
     from courtyard.gateway._state import GatewayState, Resolution, Table
-
-# What the connection's single deadline means now (checked by the worker's sweep).
-IDLE = 0  # between requests: keep-alive timeout, then close quietly
-HEAD = 1  # a request head is arriving: header timeout, then 408
-BODY = 2  # the request body is streaming upstream: body timeout since the last byte
-WAIT = 3  # waiting for the response head: the route's response timeout, then 504
-STREAM = 4  # the response body is streaming: upstream idle timeout since the last byte
-TUNNEL = 5  # upgraded: tunnel idle timeout since the last byte either way
-CONNECTING = 6  # the connect task enforces the connect timeout itself
-LINGER = 7  # answered and half-closed: wait for the client's FIN, then close
-
-_LINGER_SECONDS = 2.0
-
-# Reasons reading from the client is paused (a bit each).
-BLOCK_UPSTREAM = 1  # the instance's socket buffer is full
-BLOCK_BUFFER = 2  # too much request body held while connecting or queued
-BLOCK_QUEUE = 4  # too many pipelined requests
+    from courtyard.gateway._upstream import UpstreamConnection
 
 _KINDS = h.REQUEST_KINDS
 _DROP = h.DROP
@@ -70,15 +49,14 @@ _ACCEPT = h.ACCEPT
 _INFINITY = float("inf")
 _MEMO_TARGET = 256  # longest target whose resolution is memoized
 _MEMO_SIZE = 4096  # memoized resolutions per table before starting afresh
-_HEALTHZ = b"/healthz"
-_READYZ = b"/readyz"
-_HEALTH_OK = b'{"status":"ok"}'
-_READY_NO = b'{"status":"not ready"}'
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
-class ClientConnection(asyncio.Protocol):
-    """One client connection: a queue of exchanges answered in order."""
+class ClientConnection(AnswerMixin, DeadlineMixin, DispatchMixin, asyncio.Protocol):
+    """One client connection: a queue of exchanges answered in order.
+
+    Parsing and starting requests live here; the mixins hold how exchanges end
+    (``_answers``), the deadlines (``_deadlines``) and the upstream side (``_dispatch``)."""
 
     __slots__ = (
         "active",
@@ -256,18 +234,7 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None and ex.up is not None:
             ex.up.resume_reading()
 
-    # -- flow control --------------------------------------------------------------------
-
-    def block_reading(self, reason: int) -> None:
-        if not self.read_block and self.transport is not None and not self.is_closed:
-            self.transport.pause_reading()
-        self.read_block |= reason
-
-    def unblock_reading(self, reason: int) -> None:
-        if self.read_block & reason:
-            self.read_block &= ~reason
-            if not self.read_block and self.transport is not None and not self.is_closed:
-                self.transport.resume_reading()
+    # -- writing to the client -----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         """Send response bytes to the client, counted on the active exchange."""
@@ -387,7 +354,7 @@ class ClientConnection(asyncio.Protocol):
         if ex.chunked:
             ex.body.append(_LAST_CHUNK)
 
-    # -- answering -----------------------------------------------------------------------
+    # -- starting exchanges --------------------------------------------------------------
 
     def _start_next(self) -> None:
         queue = self.queue
@@ -418,7 +385,7 @@ class ClientConnection(asyncio.Protocol):
         path, query, host, route, redirect, target = resolution
         ex.path = path
         if route is None:
-            if path in (_HEALTHZ, _READYZ):
+            if path in (HEALTHZ, READYZ):
                 self._answer_health(ex, path)
             elif table.version == 0:
                 self._answer_error(
@@ -453,7 +420,7 @@ class ClientConnection(asyncio.Protocol):
         authority, path, query = parse_target(url)
         host = authority if authority is not None else host_field
         key = self.state.host_key(host) if host else None
-        found = None if path in (_HEALTHZ, _READYZ) else table.routes.match(key, path)
+        found = None if path in (HEALTHZ, READYZ) else table.routes.match(key, path)
         if found is None:
             resolution: Resolution = (path, query, host, None, False, b"")
         else:
@@ -465,442 +432,3 @@ class ClientConnection(asyncio.Protocol):
                 memo.clear()
             memo[url, host_field] = resolution
         return resolution
-
-    def _dispatch(self, ex: Exchange) -> None:
-        state = self.state
-        route = ex.route
-        assert route is not None
-        balancer = state.table.balancers.get(route.app)
-        instance = balancer.pick(state.now, ex.tried or ()) if balancer is not None else None
-        if instance is None:
-            self._answer_error(
-                ex,
-                503,
-                f"no instance of {route.app} is available",
-                extra=b"Retry-After: 1\r\n",
-            )
-            return
-        ex.instance = instance
-        instance.outstanding += 1
-        conn = None if ex.fresh else instance.take_idle()
-        if conn is not None:
-            self._attach(ex, conn)
-            return
-        self.kind = CONNECTING
-        self.deadline = _INFINITY
-        task = state.loop.create_task(self._connect(ex, instance))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
-
-    async def _connect(self, ex: Exchange, instance: Instance) -> None:
-        state = self.state
-        route = ex.route
-        assert route is not None
-        try:
-            async with asyncio.timeout(route.connect_timeout):
-                _, conn = await state.loop.create_connection(
-                    lambda: UpstreamConnection(instance), instance.host, instance.port
-                )
-        except (OSError, TimeoutError):
-            # Passive health check: skip this instance for a while, try another one.
-            instance.down_until = state.now + self.config.down_time
-            state.metrics.upstream_error(route.app, "connect")
-            if ex.finished:
-                return
-            self._unpick(ex)
-            if ex.tried is None:
-                ex.tried = []
-            ex.tried.append(instance)
-            ex.upstream = "connect"
-            self._dispatch(ex)
-            return
-        if ex.finished or self.is_closed:
-            # The client left while we connected: keep the connection for the next one.
-            if not instance.put_idle(conn, state.now):
-                conn.close()
-            return
-        self._attach(ex, conn)
-
-    def _unpick(self, ex: Exchange) -> None:
-        instance = ex.instance
-        if instance is not None:
-            ex.instance = None
-            instance.outstanding -= 1
-            if instance.removed and instance.outstanding == 0:
-                self.state.settled(instance)
-
-    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        ex.up = conn
-        conn.bind(self, ex)
-        data = ex.head
-        if ex.body:
-            data = b"".join([data, *ex.body])
-            ex.body.clear()
-            ex.body_pending = 0
-            self.unblock_reading(BLOCK_BUFFER)
-        if self.write_paused:
-            conn.pause_reading()
-        assert conn.transport is not None
-        conn.transport.write(data)
-        route = ex.route
-        assert route is not None
-        if ex.request_done:
-            self.kind = WAIT
-            self.deadline = self.state.monotonic() + route.response_timeout
-        else:
-            self.kind = BODY
-            self.deadline = self.state.now + self.config.body_timeout
-
-    def _flush_body(self, ex: Exchange) -> None:
-        up = ex.up
-        assert up is not None and up.transport is not None
-        body = ex.body
-        up.transport.write(body[0] if len(body) == 1 else b"".join(body))
-        body.clear()
-        ex.body_pending = 0
-        if self.read_block & BLOCK_BUFFER:
-            self.unblock_reading(BLOCK_BUFFER)
-        if ex.request_done and self.kind == BODY:
-            route = ex.route
-            assert route is not None
-            self.kind = WAIT
-            self.deadline = self.state.monotonic() + route.response_timeout
-
-    # -- called by the upstream connection -----------------------------------------------
-
-    def response_started(self) -> None:
-        ex = self.active
-        assert ex is not None
-        ex.started = True
-        if ex.request_done:
-            self.kind = STREAM
-            self.deadline = self.state.now + self.config.upstream_idle_timeout
-
-    def response_done(self, conn: UpstreamConnection) -> None:
-        ex = self.active
-        assert ex is not None
-        ex.up = None
-        instance = conn.instance
-        keep = conn.keep and ex.request_done and conn.is_open
-        conn.release()
-        if not (keep and instance.put_idle(conn, self.state.now)):
-            conn.close()
-        self._finish(ex)
-
-    def upstream_failed(self, conn: UpstreamConnection, kind: str) -> None:
-        ex = self.active
-        assert ex is not None
-        ex.up = None
-        route = ex.route
-        assert route is not None
-        stale = conn.reused and not conn.received and not ex.has_body and not ex.retried
-        conn.abort()
-        if stale:
-            # A pooled connection the instance had just closed: RFC 9112 §9.3.1 lets us retry
-            # a request without a body once, on a new connection.
-            ex.retried = True
-            ex.fresh = True
-            self._unpick(ex)
-            self._dispatch(ex)
-            return
-        self.state.metrics.upstream_error(route.app, kind)
-        ex.upstream = kind
-        if ex.started:
-            self._abort(ex)
-            return
-        self._answer_error(ex, 502, f"the app {route.app} answered with an error ({kind})")
-
-    def start_tunnel(self, conn: UpstreamConnection, rest: bytes) -> None:
-        """The instance agreed to switch protocols: from now on bytes pass through as is."""
-        ex = self.active
-        assert ex is not None and self.transport is not None
-        conn.tunnel = True
-        self.tunnel = conn
-        ex.started = True
-        if rest:
-            self.write(rest)
-        pending = self.upgrade_buffer or []
-        self.upgrade_buffer = None
-        data = b"".join(pending)
-        if data:
-            assert conn.transport is not None
-            conn.transport.write(data)
-        self.unblock_reading(BLOCK_BUFFER)
-        self.kind = TUNNEL
-        self.deadline = self.state.now + self.config.tunnel_idle_timeout
-
-    def tunnel_closed(self) -> None:
-        """One end of a tunnel closed: close the other after what is queued is written."""
-        ex = self.active
-        tunnel = self.tunnel
-        self.tunnel = None
-        if tunnel is not None:
-            tunnel.tunnel = False
-            tunnel.close()
-        if ex is not None:
-            ex.up = None
-            ex.close_after = True
-            self._finish(ex)
-
-    # -- local answers -------------------------------------------------------------------
-
-    def _must_close(self, ex: Exchange) -> bool:
-        return (
-            ex.close_after
-            or not ex.request_done
-            or not ex.keep_alive
-            or not ex.http11
-            or self.upgrade_buffer is not None
-            or self.state.stopping
-        )
-
-    def _answer(self, ex: Exchange, status: int, data: bytes, close: bool) -> None:
-        ex.status = status
-        ex.close_after = close
-        ex.started = True
-        self.write(data)
-        self._finish(ex)
-
-    def _answer_error(
-        self,
-        ex: Exchange,
-        status: int,
-        detail: str,
-        *,
-        close: bool = False,
-        extra: bytes = b"",
-    ) -> None:
-        close = close or self._must_close(ex)
-        request_id = ex.request_id or self.state.ids.ids()[0]
-        data = error_response(
-            status,
-            detail,
-            request_id,
-            html_page=accept_prefers_html(ex.accept),
-            close=close,
-            date=self.state.date,
-            head_only=ex.is_head,
-            extra=extra,
-        )
-        self._answer(ex, status, data, close)
-
-    def _answer_health(self, ex: Exchange, path: bytes) -> None:
-        if path == _HEALTHZ or self.state.table.version >= 1:
-            status, body = 200, _HEALTH_OK
-        else:
-            status, body = 503, _READY_NO
-        close = self._must_close(ex)
-        assert ex.request_id is not None
-        data = json_response(
-            status, body, ex.request_id, close=close, date=self.state.date, head_only=ex.is_head
-        )
-        self._answer(ex, status, data, close)
-
-    def _fail(self, status: int, detail: str) -> None:
-        """The request being parsed is broken: answer ``status`` in turn and close."""
-        self.broken = True
-        self.in_head = False
-        ex = self.current
-        self.current = None
-        if self.transport is not None and not self.is_closed:
-            self.transport.pause_reading()
-        if ex is not None and ex is self.active:
-            # Broken mid-body while being proxied (bad chunk, body over the limit).
-            up = ex.up
-            if up is not None:
-                ex.up = None
-                up.abort()
-            if ex.started:
-                self._abort(ex)
-                return
-            self._unpick(ex)
-            self._answer_error(ex, status, detail, close=True)
-            return
-        if ex is not None and ex in self.queue:
-            self.queue.remove(ex)
-        request_id = self.state.ids.ids()[0]
-        accept = ex.accept if ex is not None else None
-        self.pending_error = error_response(
-            status,
-            detail,
-            request_id,
-            html_page=accept_prefers_html(accept),
-            close=True,
-            date=self.state.date,
-        )
-        self._record_failure(ex, status)
-        if self.active is None and not self.queue:
-            self._send_pending_error()
-
-    def _record_failure(self, ex: Exchange | None, status: int) -> None:
-        state = self.state
-        seconds = state.monotonic() - ex.t0 if ex is not None else 0.0
-        state.metrics.record("-", status, seconds)
-
-    def _send_pending_error(self) -> None:
-        data = self.pending_error
-        self.pending_error = None
-        if data is not None and self.transport is not None and not self.is_closed:
-            self.transport.write(data)
-            self._close()
-
-    def _close(self) -> None:
-        """Close after the answer: half-close and drain what the client still sends, so its
-        socket does not reset and discard the answer (a lingering close, as nginx does)."""
-        self.broken = True
-        transport = self.transport
-        if transport is None or self.is_closed:
-            return
-        if self.client_eof or not transport.can_write_eof():
-            transport.close()
-            return
-        transport.write_eof()
-        self.unblock_reading(self.read_block)
-        transport.resume_reading()
-        self.kind = LINGER
-        self.deadline = self.state.now + _LINGER_SECONDS
-
-    def _abort(self, ex: Exchange) -> None:
-        """The response cannot be completed: closing is the only signal left (RFC 9112 §9.6)."""
-        ex.close_after = True
-        if self.transport is not None:
-            self.transport.abort()
-        self._finish(ex)
-
-    def _finish(self, ex: Exchange) -> None:
-        if ex.finished:
-            return
-        ex.finished = True
-        state = self.state
-        instance = ex.instance
-        if instance is not None:
-            instance.outstanding -= 1
-            if instance.removed and instance.outstanding == 0:
-                state.settled(instance)
-        metrics = state.metrics
-        metrics.in_flight -= 1
-        end = state.monotonic()
-        seconds = end - ex.t0
-        metrics.record(ex.app, ex.status, seconds if ex.status != 101 else None)
-        log = state.access_log
-        if log is not None:
-            assert ex.request_id is not None
-            log.record(
-                end + state.wall_offset,
-                ex.request_id,
-                ex.method,
-                ex.path or ex.url.partition(b"?")[0],  # the raw path when it was refused
-                ex.status,
-                ex.sent,
-                seconds,
-                ex.app.encode(),
-                instance.log_id if instance is not None else b"null",
-                self.client_ip,
-                b"%d" % ex.upstream_status if ex.upstream_status else ex.upstream.encode(),
-            )
-        if self.active is ex:
-            self.active = None
-        if self.is_closed:
-            return
-        if ex.close_after:
-            self._close()
-            return
-        if self.queue:
-            self._start_next()
-            return
-        if self.pending_error is not None:
-            self._send_pending_error()
-            return
-        if state.stopping or self.client_eof:
-            self._close()
-            return
-        current = self.current
-        if current is not None and self.in_head:
-            self.kind = HEAD
-            self.deadline = current.t0 + self.config.header_timeout
-        elif current is not None:
-            self.kind = BODY
-            self.deadline = end + self.config.body_timeout
-        else:
-            self.kind = IDLE
-            self.deadline = end + self.config.keepalive_timeout
-
-    # -- deadlines and shutdown ----------------------------------------------------------
-
-    def on_deadline(self, now: float) -> None:
-        """Called by the sweep once ``deadline`` has passed."""
-        kind = self.kind
-        config = self.config
-        if kind in (BODY, STREAM, TUNNEL) and self.touched:
-            self.touched = False
-            timeout = (
-                config.body_timeout
-                if kind == BODY
-                else config.upstream_idle_timeout
-                if kind == STREAM
-                else config.tunnel_idle_timeout
-            )
-            self.deadline = now + timeout
-            return
-        self.deadline = _INFINITY
-        transport = self.transport
-        if transport is None or self.is_closed:
-            return
-        if kind in (IDLE, LINGER):
-            self.broken = True
-            transport.close()
-        elif kind == HEAD:
-            self.current = None
-            self.in_head = False
-            self.broken = True
-            request_id = self.state.ids.ids()[0]
-            transport.write(
-                error_response(
-                    408,
-                    f"the request head did not arrive within {config.header_timeout:g} s",
-                    request_id,
-                    html_page=False,
-                    close=True,
-                    date=self.state.date,
-                )
-            )
-            self._close()
-            self.state.metrics.record("-", 408, None)
-        elif kind == WAIT:
-            ex = self.active
-            if ex is None:
-                return
-            up = ex.up
-            ex.up = None
-            if up is not None:
-                up.abort()
-            route = ex.route
-            app = route.app if route is not None else "-"
-            self.state.metrics.upstream_error(app, "timeout")
-            ex.upstream = "timeout"
-            seconds = route.response_timeout if route is not None else 0
-            self._answer_error(ex, 504, f"the app {app} did not answer within {seconds:g} s")
-        else:
-            # A stalled body either way, or a silent tunnel: give up on the connection.
-            ex = self.active
-            if ex is not None:
-                if ex.up is not None:
-                    up = ex.up
-                    ex.up = None
-                    up.abort()
-                if self.tunnel is not None:
-                    self.tunnel = None
-                if ex.status == 0:
-                    ex.status = 408
-                self._abort(ex)
-            else:
-                self.broken = True
-                transport.close()
-
-    def shutdown(self) -> None:
-        """The worker stops: close now when idle, else after the current answer."""
-        if self.is_closed or self.transport is None:
-            return
-        if self.active is None and not self.queue and not self.in_head:
-            self.broken = True
-            self.transport.close()
