@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backends import BACKENDS, sql_database
 from courtyard.audit import (
     Actor,
     AuditConfig,
@@ -27,23 +28,14 @@ from courtyard.store import Database
 MakeEvent = Callable[..., AuditEvent]
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
-)
+@pytest.fixture(params=BACKENDS)
 def audit_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AuditStore]:
     """Each audit store backend, empty."""
     if request.param == "memory":
         yield MemoryAuditStore()
         return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'courtyard.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    db = Database.open(url)
-    try:
+    with sql_database(request, tmp_path) as db:
         yield SqlAuditStore(db)
-    finally:
-        db.close()
 
 
 @pytest.fixture

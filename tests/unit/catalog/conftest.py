@@ -11,24 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from backends import BACKENDS, sql_database
 from courtyard.catalog import CatalogStore, MemoryCatalogStore, SqlCatalogStore
-from courtyard.store import Database
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
-)
+@pytest.fixture(params=BACKENDS)
 def catalog_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CatalogStore]:
     """Each catalog store backend, empty."""
     if request.param == "memory":
         yield MemoryCatalogStore()
         return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'courtyard.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    db = Database.open(url)
-    try:
+    with sql_database(request, tmp_path) as db:
         yield SqlCatalogStore(db)
-    finally:
-        db.close()
