@@ -3,93 +3,28 @@
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 APP_DIR = Path(__file__).parent
-REVISION = "rev-test-1"
+REVISION = "rev-test-1"  # what examples/conftest.py gives the app
 PREFIX = "/apps/notes"
-START_TIMEOUT = 10.0
-STOP_TIMEOUT = 5.0
-
-
-@dataclass
-class RunningApp:
-    process: subprocess.Popen[bytes]
-    port: int
-    stdout: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> int:
-        """Send SIGTERM and return the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=STOP_TIMEOUT)
-
-
-StartApp = Callable[..., RunningApp]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(app: RunningApp) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if app.process.poll() is not None:
-            pytest.fail(f"app exited with {app.process.returncode}: {app.stdout.read_text()}")
-        try:
-            if httpx.get(f"{app.url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling a real process; nothing to inject here
-    pytest.fail(f"app not healthy within {START_TIMEOUT} s")
 
 
 @pytest.fixture
-def start_app(tmp_path: Path) -> Iterator[StartApp]:
-    """Start the app as a child process; anything still running at teardown is killed."""
-    started: list[RunningApp] = []
-
-    def start(app_dir: Path = APP_DIR) -> RunningApp:
-        port = free_port()
-        stdout = tmp_path / f"stdout-{port}.log"
-        env = {**os.environ, "PORT": str(port), "COURTYARD_REVISION": REVISION}
-        with stdout.open("wb") as out, (tmp_path / f"stderr-{port}.log").open("wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, "app.py"], cwd=app_dir, env=env, stdout=out, stderr=err
-            )
-        app = RunningApp(process, port, stdout)
-        started.append(app)
-        wait_healthy(app)
-        return app
-
-    yield start
-    for app in started:
-        if app.process.poll() is None:
-            app.process.kill()
-            app.process.wait()
+def start_app(launch: Any) -> Callable[..., Any]:
+    """Start the app (or a changed copy of it) as the platform would."""
+    return lambda app_dir=APP_DIR: launch([sys.executable, "app.py"], app_dir)
 
 
 @pytest.fixture
-def client(start_app: StartApp) -> Iterator[httpx.Client]:
+def client(start_app: Callable[..., Any]) -> Iterator[httpx.Client]:
     app = start_app()
     with httpx.Client(base_url=app.url, timeout=5.0) as client:
         yield client
@@ -109,7 +44,9 @@ def test_version_reports_the_constant_and_the_revision(client: httpx.Client) -> 
     }
 
 
-def test_a_changed_version_constant_is_served(start_app: StartApp, tmp_path: Path) -> None:
+def test_a_changed_version_constant_is_served(
+    start_app: Callable[..., Any], tmp_path: Path
+) -> None:
     # What the platform's redeploy tests do: edit VERSION, deploy, expect the new one.
     changed = tmp_path / "changed"
     changed.mkdir()
@@ -174,7 +111,7 @@ def test_unknown_paths_and_methods_get_problems(client: httpx.Client) -> None:
     assert response.headers["allow"] == "GET, POST"
 
 
-def test_one_connection_carries_several_requests(start_app: StartApp) -> None:
+def test_one_connection_carries_several_requests(start_app: Callable[..., Any]) -> None:
     app = start_app()
     connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
     try:
@@ -196,7 +133,9 @@ def test_one_connection_carries_several_requests(start_app: StartApp) -> None:
         connection.close()
 
 
-def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(start_app: StartApp) -> None:
+def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(
+    start_app: Callable[..., Any],
+) -> None:
     app = start_app()
     with httpx.Client(base_url=app.url, timeout=5.0) as idle_keep_alive:
         idle_keep_alive.get("/version")
