@@ -3,6 +3,7 @@ wait until ``/healthz`` answers, and kill whatever is still running at teardown.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -83,3 +84,35 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         if app.process.poll() is None:
             app.process.kill()
             app.process.wait()
+
+
+@pytest.fixture
+def client(start_app: Callable[[], RunningApp]) -> Iterator[httpx.Client]:
+    """An HTTP client for a freshly started app (each test module defines ``start_app``)."""
+    app = start_app()
+    with httpx.Client(base_url=app.url, timeout=5.0) as http:
+        yield http
+
+
+def _same_connection_gets(port: int, path: str, count: int = 3) -> list[bytes]:
+    """GET ``path`` ``count`` times over one HTTP/1.1 connection; fails if it is not reused."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        bodies, sockets = [], []
+        for _ in range(count):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            assert response.version == 11
+            bodies.append(response.read())
+            sockets.append(connection.sock)
+        assert sockets[0] is not None
+        assert all(sock is sockets[0] for sock in sockets)
+        return bodies
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def same_connection_gets() -> Callable[..., list[bytes]]:
+    """``same_connection_gets(port, path)``: the keep-alive check every demo app passes."""
+    return _same_connection_gets

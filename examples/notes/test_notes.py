@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,6 @@ PREFIX = "/apps/notes"
 def start_app(launch: Any) -> Callable[..., Any]:
     """Start the app (or a changed copy of it) as the platform would."""
     return lambda app_dir=APP_DIR: launch([sys.executable, "app.py"], app_dir)
-
-
-@pytest.fixture
-def client(start_app: Callable[..., Any]) -> Iterator[httpx.Client]:
-    app = start_app()
-    with httpx.Client(base_url=app.url, timeout=5.0) as client:
-        yield client
 
 
 def test_healthz_answers_ok(client: httpx.Client) -> None:

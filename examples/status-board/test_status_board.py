@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ def start_app(launch: Any) -> Callable[[], Any]:
     """Start the app as the platform would."""
     assert NODE is not None
     return lambda: launch([NODE, "server.js"], APP_DIR)
-
-
-@pytest.fixture
-def client(start_app: Callable[[], Any]) -> Iterator[httpx.Client]:
-    app = start_app()
-    with httpx.Client(base_url=app.url, timeout=5.0) as client:
-        yield client
 
 
 def test_healthz_answers_ok(client: httpx.Client) -> None:
@@ -77,20 +69,11 @@ def test_an_unknown_path_gets_a_problem(client: httpx.Client) -> None:
     assert response.json()["status"] == 404
 
 
-def test_one_connection_carries_several_requests(start_app: Callable[[], Any]) -> None:
+def test_one_connection_carries_several_requests(
+    start_app: Callable[[], Any], same_connection_gets: Callable[..., list[bytes]]
+) -> None:
     app = start_app()
-    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
-    try:
-        sockets = []
-        for _ in range(3):
-            connection.request("GET", "/healthz")
-            response = connection.getresponse()
-            assert (response.version, response.read()) == (11, b'{"status":"ok"}')
-            sockets.append(connection.sock)
-        assert sockets[0] is not None
-        assert all(sock is sockets[0] for sock in sockets)
-    finally:
-        connection.close()
+    assert same_connection_gets(app.port, "/healthz") == [b'{"status":"ok"}'] * 3
 
 
 def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(

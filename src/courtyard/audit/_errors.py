@@ -1,19 +1,6 @@
 """Why the audit trail refused something, with the context a caller needs to explain it.
 
-Error tree::
-
-    CourtyardError
-    └── AuditError
-        ├── AuditEventInvalid    an event broke a rule (action pattern, sizes, detail types)
-        ├── AuditQueryInvalid    a query filter cannot be understood (e.g. a bad timestamp)
-        ├── EntryNotFound        no entry has that sequence number
-        ├── EntryArchived        the entry was moved to an archive segment (.file)
-        ├── ProofUnavailable     no signed checkpoint covers the entry yet
-        ├── AuditClosed          record() after aclose()
-        ├── AuditWriteFailed     the store refused a batch; none of its entries was acknowledged
-        ├── AuditKeyError        the signing key is missing, unreadable, exposed or not the log's
-        ├── TrailDamaged         the unsigned tail does not chain up: the log will not sign it
-        └── TrailRolledBack      the checkpoints file is ahead of the store (an older copy?)
+The tree of these errors is drawn once, in the package docstring (``courtyard.audit``).
 """
 
 from __future__ import annotations
