@@ -152,3 +152,15 @@ def test_app_that_exits_at_once_reaches_crash_loop_and_node_stays_healthy(
     assert response.status_code == 503 and response.headers["retry-after"]
     assert httpx.get(f"{node.url}/apps/steady/", timeout=10).status_code == 200
     assert httpx.get(f"{node.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_stopped_apps_logs_stay_readable_after_a_node_restart(
+    node_factory: Any, tmp_path: Path
+) -> None:
+    node = node_factory().start()
+    node.cli("deploy", str(write_app(tmp_path / "app", "quiet")))
+    node.cli("stop", "quiet")
+    assert node.stop() == 0
+    node.start()
+    assert app_state(node, "quiet")["phase"] == "stopped"
+    assert "listening" in node.cli("logs", "quiet").stdout

@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from courtyard.audit import Actor
 from courtyard.catalog import App
-from courtyard.core import problem
 from courtyard.lifecycle._errors import DeployRefused
 from courtyard.lifecycle._lifecycle import Caller, Deployment, Lifecycle, Rollout
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+_TOO_LARGE = f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB"
 _BUNDLE_TYPES = {"application/gzip", "application/x-gzip", "application/x-tar+gzip"}
 _MANIFEST_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "application/json"}
 
@@ -173,38 +173,26 @@ def router(lifecycle: Lifecycle) -> APIRouter:
         tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
         follow: bool = False,
     ) -> StreamingResponse:
-        app = await lifecycle.catalog.get(name)
-        if lifecycle.runtime_state(app) is None and not follow:
-            files: list[Path] = []
-        else:
-            files = _log_files(lifecycle, name)
+        await lifecycle.catalog.get(name)  # 404 for an unknown app
+        # Log files outlive instances: a stopped app's logs stay readable.
         return StreamingResponse(
-            _stream_logs(lifecycle, name, files, tail, follow),
+            _stream_logs(lifecycle, name, tail, follow),
             media_type="text/plain; charset=utf-8",
         )
 
     return api
 
 
-def _log_files(lifecycle: Lifecycle, name: str) -> list[Path]:
-    try:
-        return lifecycle.supervisor.log_files(name)
-    except Exception:  # an app with no instance yet has no logs
-        return []
-
-
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise DeployRefused(f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+        raise DeployRefused(_TOO_LARGE)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_UPLOAD_BYTES:
-            raise DeployRefused(
-                f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB"
-            )
+            raise DeployRefused(_TOO_LARGE)
         chunks.append(chunk)
     if size == 0:
         raise DeployRefused("the request has no body: send a bundle or a manifest")
@@ -225,8 +213,9 @@ def _tail_lines(files: list[Path], count: int) -> list[bytes]:
 
 
 async def _stream_logs(
-    lifecycle: Lifecycle, name: str, files: list[Path], tail: int, follow: bool
+    lifecycle: Lifecycle, name: str, tail: int, follow: bool
 ) -> AsyncIterator[bytes]:
+    files = lifecycle.supervisor.log_files(name)
     for line in _tail_lines(files, tail):
         yield line
     if not follow:
@@ -235,7 +224,7 @@ async def _stream_logs(
     offsets = {path: path.stat().st_size for path in files if path.exists()}
     while True:
         await asyncio.sleep(0.25)
-        for path in _log_files(lifecycle, name):
+        for path in lifecycle.supervisor.log_files(name):
             try:
                 size = path.stat().st_size
             except OSError:
@@ -249,8 +238,3 @@ async def _stream_logs(
                     data = handle.read(size - start)
                 offsets[path] = size
                 yield data
-
-
-def not_deployable_problem(detail: str) -> dict[str, Any]:
-    """The problem document of an action an app cannot take (HTTP 409)."""
-    return dict(problem(409, "Not deployable", detail))
