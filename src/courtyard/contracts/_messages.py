@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from courtyard.contracts._identity import AccessDenial, GatewayCredential
 from courtyard.contracts._snapshot import GatewaySnapshot
 
 
@@ -35,6 +36,30 @@ class DrainedMessage(TypedDict):
     version: int
 
 
+class CredentialsMessage(TypedDict):
+    """Sessions and API tokens the gateway accepts, and access tokens it must refuse.
+
+    Sent whole (``full``) when a worker connects, then as changes: a revocation reaches every
+    worker in the time it takes to write one line.
+    """
+
+    type: Literal["credentials"]
+    full: bool  # True: replace the whole table (and the revoked list) with this message
+    upsert: list[GatewayCredential]
+    revoke: list[str]  # credential keys
+    revoked_jti: list[str]  # `jti` of revoked JWT access tokens (until they expire anyway)
+
+
+class UsageMessage(TypedDict):
+    """What a worker saw since its last report: credentials used (for idle timeouts) and
+    requests it refused (for the audit trail). Sent at most once a second, when non-empty."""
+
+    type: Literal["usage"]
+    worker: int
+    used: list[str]  # credential keys
+    denials: list[AccessDenial]
+
+
 class LatencyHistogram(TypedDict):
     """Cumulative-free bucket counts (one per LATENCY_BUCKETS bound, then +Inf), sum, count."""
 
@@ -58,4 +83,12 @@ class MetricsMessage(TypedDict):
     metrics: WorkerMetrics
 
 
-ControlMessage = HelloMessage | SnapshotMessage | AppliedMessage | DrainedMessage | MetricsMessage
+ControlMessage = (
+    HelloMessage
+    | SnapshotMessage
+    | AppliedMessage
+    | DrainedMessage
+    | MetricsMessage
+    | CredentialsMessage
+    | UsageMessage
+)

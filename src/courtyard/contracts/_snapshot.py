@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from courtyard.contracts._identity import AccessPolicy, GatewayAuth
+
 # Upper bounds (seconds) of the gateway's latency histogram, as Prometheus `le` labels.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.001,
@@ -40,6 +42,7 @@ class AppUpstream(TypedDict):
 
     name: str
     instances: list[UpstreamInstance]  # ready instances only; empty means 503
+    access: AccessPolicy  # who may open it; evaluated by the gateway, default deny
 
 
 class Route(TypedDict):
@@ -64,8 +67,9 @@ class GatewaySnapshot(TypedDict):
     version: int  # strictly increasing per control plane run
     routes: list[Route]
     apps: dict[str, AppUpstream]
+    auth: GatewayAuth | None  # None: no identity provider yet, so only public apps are served
 
 
 def empty_snapshot() -> GatewaySnapshot:
     """A snapshot that routes nothing (what a worker starts with)."""
-    return {"version": 0, "routes": [], "apps": {}}
+    return {"version": 0, "routes": [], "apps": {}, "auth": None}
