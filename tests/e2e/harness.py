@@ -185,9 +185,10 @@ def write_app(
     replicas: int = 1,
     command: str = '["python", "app.py"]',
     health: str = "{path: /healthz}",
+    access: str = "{public: true}",
     extra_spec: str = "",
 ) -> Path:
-    """A platform-test app folder with its manifest."""
+    """A platform-test app folder with its manifest (public unless ``access`` says otherwise)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "app.py").write_text(HTTP_APP.format(version=version))
     (folder / "courtyard.yaml").write_text(
@@ -207,6 +208,7 @@ def write_app(
                 readyTimeout: 20s
                 drainTimeout: 10s
               routes: [{{path: /apps/{name}/}}]
+              access: {access}
             """
         )
         + extra_spec

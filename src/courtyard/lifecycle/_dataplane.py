@@ -12,9 +12,19 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from courtyard.contracts import AppUpstream, GatewaySnapshot, Route, UpstreamInstance
+from courtyard.contracts import (
+    AccessPolicy,
+    AppUpstream,
+    GatewayAuth,
+    GatewaySnapshot,
+    Route,
+    UpstreamInstance,
+)
 
 log = logging.getLogger("courtyard.lifecycle")
+
+_PUBLIC = AccessPolicy(public=True, allow=[])
+_NOBODY = AccessPolicy(public=False, allow=[])
 
 
 class SnapshotPublisher(Protocol):
@@ -40,6 +50,9 @@ class DataPlane:
         self._builtin_routes = list(builtin_routes or [])
         self._builtin_upstreams = dict(builtin_upstreams or {})
         self._routes: list[Route] = []
+        self._access: dict[str, AccessPolicy] = {}
+        self._builtin_access: dict[str, AccessPolicy] = {}
+        self._auth: GatewayAuth | None = None
         self._endpoints: Callable[[], Mapping[str, list[UpstreamInstance]]] = dict
         self._drain_timeout = drain_timeout
         self._version = 0
@@ -55,27 +68,52 @@ class DataPlane:
         self._endpoints = source
 
     def set_builtin(
-        self, routes: list[Route], upstreams: Mapping[str, list[UpstreamInstance]]
+        self,
+        routes: list[Route],
+        upstreams: Mapping[str, list[UpstreamInstance]],
+        access: Mapping[str, AccessPolicy] | None = None,
     ) -> None:
-        """Routes served by the platform itself (the API), ahead of any app route."""
+        """Routes served by the platform itself (the API, the portal), ahead of any app route.
+
+        A built-in app is public unless ``access`` says otherwise: it authenticates callers
+        itself."""
         self._builtin_routes = list(routes)
         self._builtin_upstreams = dict(upstreams)
+        self._builtin_access = dict(access or {})
 
-    def set_routes(self, routes: list[Route]) -> None:
-        """Replace the app routes; takes effect at the next :meth:`sync`."""
+    def set_routes(
+        self, routes: list[Route], access: Mapping[str, AccessPolicy] | None = None
+    ) -> None:
+        """Replace the app routes and who may open each app; takes effect at the next
+        :meth:`sync`. An app missing from ``access`` admits nobody (default deny)."""
         self._routes = list(routes)
+        self._access = dict(access or {})
+
+    def set_auth(self, auth: GatewayAuth | None) -> None:
+        """The identity settings the gateway authenticates with (keys, issuer, cookie)."""
+        self._auth = auth
 
     def snapshot(self, version: int) -> GatewaySnapshot:
         """The snapshot for the current routes and endpoints (pure apart from reading them)."""
         endpoints = self._endpoints()
         apps: dict[str, AppUpstream] = {}
-        for route in (*self._builtin_routes, *self._routes):
+        for route in self._builtin_routes:
             name = route["app"]
             if name not in apps:
-                instances = self._builtin_upstreams.get(name) or endpoints.get(name) or []
-                apps[name] = AppUpstream(name=name, instances=list(instances))
+                access = self._builtin_access.get(name, _PUBLIC)
+                instances = self._builtin_upstreams.get(name) or []
+                apps[name] = AppUpstream(name=name, instances=list(instances), access=access)
+        for route in self._routes:
+            name = route["app"]
+            if name not in apps:
+                access = self._access.get(name, _NOBODY)
+                instances = endpoints.get(name) or []
+                apps[name] = AppUpstream(name=name, instances=list(instances), access=access)
         return GatewaySnapshot(
-            version=version, routes=[*self._builtin_routes, *self._routes], apps=apps
+            version=version,
+            routes=[*self._builtin_routes, *self._routes],
+            apps=apps,
+            auth=self._auth,
         )
 
     async def sync(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from courtyard.catalog import App, Revision
-from courtyard.contracts import Route
+from courtyard.contracts import AccessPolicy, Route
 from courtyard.runtime import WorkloadSpec
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -63,3 +63,9 @@ def routes_for(app: App, domain: str | None) -> list[Route]:
             )
         )
     return routes
+
+
+def access_for(app: App) -> AccessPolicy:
+    """Who may open ``app``, from its manifest's ``access`` section (default: nobody)."""
+    access = app.manifest.spec.access
+    return AccessPolicy(public=access.public, allow=list(access.allow))
