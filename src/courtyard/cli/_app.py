@@ -74,6 +74,17 @@ def up(
     config_file: Annotated[Path, typer.Option("--config", help="Settings file.")] = Path(
         "courtyard.toml"
     ),
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate: the gateway serves HTTPS with it.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_self_signed: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-self-signed/--no-tls-self-signed",
+            help="Without --tls-cert: serve HTTPS with a generated local development certificate.",
+        ),
+    ] = None,
 ) -> None:
     """Start a node: control plane, runtime and gateway on one port."""
     import os  # noqa: PLC0415
@@ -84,6 +95,9 @@ def up(
         "port": port,
         "host": host,
         "admin_port": admin_port,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_self_signed": tls_self_signed,
     }
     try:
         config = load_config(flags, os.environ, config_file)

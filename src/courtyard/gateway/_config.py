@@ -4,7 +4,8 @@ Error tree::
 
     GatewayError
     ├── InvalidSnapshot
-    └── InvalidTarget
+    ├── InvalidTarget
+    └── TlsInvalid
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class InvalidTarget(GatewayError):
         self.status = status
 
 
+class TlsInvalid(GatewayError):
+    """The TLS certificate or key cannot be read, is not PEM, or the two do not match."""
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Limits and timeouts of one gateway worker (seconds, bytes); routes carry their own."""
@@ -53,9 +58,18 @@ class GatewayConfig:
     sweep_interval: float = 0.25  # period of the one timer that enforces every timeout
     backlog: int = 1024
     access_log: str | None = None  # file path, "-" for stdout, None for no access log
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key the port serves TLS
+    tls_key: str | None = None  # PEM private key of tls_cert
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the listening sockets terminate TLS."""
+        return self.tls_cert is not None
 
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise GatewayError(f"gateway setting {spec.name} must be positive, got {value}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise TlsInvalid("a TLS certificate and its key go together: give both or neither")

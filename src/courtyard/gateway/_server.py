@@ -1,4 +1,5 @@
-"""The in-process gateway: listening sockets, the periodic sweep, snapshots and shutdown.
+"""The in-process gateway: listening sockets (plain or TLS), the periodic sweep, snapshots
+and shutdown.
 
 A worker process runs one; tests run one on 127.0.0.1:0 next to an in-process upstream.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Callable
 
 from courtyard.contracts import GatewaySnapshot, WorkerMetrics
@@ -17,6 +19,7 @@ from courtyard.gateway._config import GatewayConfig, GatewayError
 from courtyard.gateway._proxy import ClientConnection
 from courtyard.gateway._snapshots import check_snapshot
 from courtyard.gateway._state import GatewayState
+from courtyard.gateway._tls import server_context
 
 
 class Gateway:
@@ -34,6 +37,7 @@ class Gateway:
         clock: Clock | None = None,
         on_drained: Callable[[int], None] | None = None,
         access_log: AccessLog | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
         self._clock = clock or SystemClock()
@@ -43,14 +47,26 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: GatewaySnapshot | None = None
+        # Given, or built from config.tls_cert/tls_key at the first start(); None = plain HTTP.
+        self._ssl = ssl_context
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(
         self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
     ) -> tuple[str, int]:
-        """Listen on ``host:port`` (or the given bound socket); returns the bound address."""
+        """Listen on ``host:port`` (or the given bound socket); returns the bound address.
+
+        With a TLS certificate configured the socket serves TLS only; a certificate or key
+        that cannot be loaded raises TlsInvalid before anything listens.
+        """
         loop = asyncio.get_running_loop()
+        if self._ssl is None and self.config.tls_cert and self.config.tls_key:
+            self._ssl = server_context(self.config.tls_cert, self.config.tls_key)
+        tls = self._ssl
+        # The handshake gets the head's timeout rather than asyncio's 60 s: a client stalling
+        # in the handshake holds a connection no longer than one stalling in its head.
+        handshake = self.config.header_timeout if tls is not None else None
         if self._state is None:
             log = self._access_log
             if log is None and self.config.access_log is not None:
@@ -70,17 +86,31 @@ class Gateway:
         try:
             if sock is not None:
                 server = await loop.create_server(
-                    lambda: ClientConnection(state), sock=sock, backlog=self.config.backlog
+                    lambda: ClientConnection(state),
+                    sock=sock,
+                    backlog=self.config.backlog,
+                    ssl=tls,
+                    ssl_handshake_timeout=handshake,
                 )
             else:
                 server = await loop.create_server(
-                    lambda: ClientConnection(state), host, port, backlog=self.config.backlog
+                    lambda: ClientConnection(state),
+                    host,
+                    port,
+                    backlog=self.config.backlog,
+                    ssl=tls,
+                    ssl_handshake_timeout=handshake,
                 )
         except OSError as exc:
             raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._servers.append(server)
         bound = server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the listening sockets serve TLS."""
+        return self._ssl is not None or self.config.is_tls
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

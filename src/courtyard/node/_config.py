@@ -27,13 +27,30 @@ class NodeConfig:
     drain_timeout: float = 30.0
     stop_grace: float = 10.0
     access_log: bool = True
+    tls_cert: Path | None = None  # PEM certificate chain the gateway serves TLS with
+    tls_key: Path | None = None  # its private key
+    tls_self_signed: bool = False  # no certificate given: generate a local development one
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigInvalid("settings 'tls_cert' and 'tls_key' go together: give both")
+
+    @property
+    def is_tls(self) -> bool:
+        """True when the gateway terminates TLS (a certificate given or self-signed)."""
+        return self.tls_cert is not None or self.tls_self_signed
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the gateway terminates TLS, else ``http``."""
+        return "https" if self.is_tls else "http"
 
     @property
     def url(self) -> str:
         """Where clients reach the gateway."""
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def database(self) -> str:
@@ -46,6 +63,8 @@ _ENV_PREFIX = "COURTYARD_"
 
 def _coerce(name: str, value: Any, kind: Any) -> Any:
     target = str(kind)
+    if value in (None, "") and "None" in target:
+        return None  # an empty variable unsets an optional setting
     try:
         if "Path" in target:
             return Path(str(value)).expanduser()
@@ -67,7 +86,7 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             return number
         if "float" in target:
             return float(value)
-        return None if value in (None, "") and "None" in target else str(value)
+        return str(value)
     except (TypeError, ValueError):
         raise ConfigInvalid(
             f"setting {name!r}: {value!r} is not a valid {_describe(target)}"

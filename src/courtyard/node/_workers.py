@@ -1,4 +1,6 @@
-"""Gateway worker processes: started, watched and restarted by the node, dying with it."""
+"""Gateway worker processes: started, watched and restarted by the node, dying with it; and
+the TLS certificate they serve, checked (or generated for development) before they start.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from courtyard.core import Clock
+from courtyard.gateway._tls import ensure_dev_certificate, server_context
+from courtyard.node._config import NodeConfig
 
 log = logging.getLogger("courtyard.node")
 
@@ -34,6 +42,7 @@ class GatewayWorkers:
         token: str,
         log_dir: Path,
         access_log: bool,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self._count = count
         self._listen = listen
@@ -41,6 +50,7 @@ class GatewayWorkers:
         self._token = token
         self._log_dir = log_dir
         self._access_log = access_log
+        self._tls = tls  # (certificate, key) files; None = plain HTTP
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -74,6 +84,8 @@ class GatewayWorkers:
         ]
         if self._access_log:
             argv += ["--access-log", str(self._log_dir / f"access-{worker}.log")]
+        if self._tls is not None:
+            argv += ["--tls-cert", str(self._tls[0]), "--tls-key", str(self._tls[1])]
         env = {
             key: value
             for key, value in os.environ.items()
@@ -124,3 +136,35 @@ class GatewayWorkers:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+
+
+def gateway_tls(
+    config: NodeConfig, data_dir: Path, *, clock: Clock | None = None
+) -> tuple[Path, Path] | None:
+    """The (certificate, key) files the gateway workers serve TLS with, or None for plain HTTP.
+
+    A configured pair is loaded once here so that a bad one stops the node with one line
+    (TlsInvalid) instead of crash-looping the workers. With ``tls_self_signed`` and no pair,
+    a development certificate is made (or reused) in ``data_dir/tls/``.
+    """
+    if config.tls_cert is not None and config.tls_key is not None:
+        cert, key = config.tls_cert.resolve(), config.tls_key.resolve()
+        server_context(cert, key)
+        return cert, key
+    if not config.tls_self_signed:
+        return None
+    cert, key = ensure_dev_certificate(data_dir / "tls", _served_names(config), clock=clock)
+    server_context(cert, key)
+    return cert, key
+
+
+def _served_names(config: NodeConfig) -> Iterable[str]:
+    """Every name a client may dial the gateway by, for the development certificate."""
+    yield config.host
+    if config.domain:
+        yield config.domain
+        yield f"*.{config.domain}"  # host routing: <app>.<domain>
+    if config.public_url:
+        hostname = urlsplit(config.public_url).hostname
+        if hostname:
+            yield hostname
