@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from courtyard.gateway._access import (
+    FORBIDDEN,
+    INVALID,
+    LOGIN,
+    UNAUTHENTICATED,
+    login_location,
+)
 from courtyard.gateway._deadlines import BODY, HEAD, IDLE, LINGER, LINGER_SECONDS
 from courtyard.gateway._headers import accept_prefers_html
-from courtyard.gateway._responses import error_response, json_response
+from courtyard.gateway._responses import error_response, json_response, login_response
 
 if TYPE_CHECKING:
     import asyncio
@@ -21,6 +28,10 @@ HEALTHZ = b"/healthz"
 READYZ = b"/readyz"
 _HEALTH_OK = b'{"status":"ok"}'
 _READY_NO = b'{"status":"not ready"}'
+# RFC 6750 §3: the challenge of a protected resource; error="invalid_token" (§3.1) when the
+# request carried a credential that is not valid.
+_CHALLENGE = b'WWW-Authenticate: Bearer realm="courtyard"\r\n'
+_CHALLENGE_INVALID = b'WWW-Authenticate: Bearer realm="courtyard", error="invalid_token"\r\n'
 
 
 class _Client(Protocol):
@@ -142,6 +153,27 @@ class AnswerMixin:
             status, body, ex.request_id, close=close, date=self.state.date, head_only=ex.is_head
         )
         self._answer(ex, status, data, close)
+
+    def _answer_access(
+        self: _Client, ex: Exchange, verdict: int, path: bytes, query: bytes
+    ) -> None:
+        """Answer a request the access gate refused (the reason stays in the denial: the
+        client learns only what to do next)."""
+        if verdict == LOGIN:
+            close = self._must_close(ex)
+            assert ex.request_id is not None
+            location = login_location(self.state.access.login_path, path, query)
+            data = login_response(location, ex.request_id, close=close, date=self.state.date)
+            self._answer(ex, 302, data, close)
+        elif verdict == UNAUTHENTICATED:
+            self._answer_error(ex, 401, "sign in to open this app", extra=_CHALLENGE)
+        elif verdict == INVALID:
+            detail = "the credential is not valid (expired, revoked or unknown)"
+            self._answer_error(ex, 401, detail, extra=_CHALLENGE_INVALID)
+        elif verdict == FORBIDDEN:
+            self._answer_error(ex, 403, "you do not have access to this app")
+        else:
+            self._answer_error(ex, 503, "sign-in is not configured")
 
     def _fail(self: _Client, status: int, detail: str) -> None:
         """The request being parsed is broken: answer ``status`` in turn and close."""

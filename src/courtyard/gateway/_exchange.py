@@ -20,12 +20,16 @@ class Exchange:
     __slots__ = (
         "accept",
         "app",
+        "auth_line",
+        "authorization",
         "body",
         "body_pending",
         "body_seen",
         "chunked",
         "close_after",
         "content_length",
+        "cookie",
+        "cookie_line",
         "expect",
         "finished",
         "fresh",
@@ -34,6 +38,7 @@ class Exchange:
         "head_done",
         "host",
         "http11",
+        "identity_line",
         "instance",
         "is_head",
         "keep_alive",
@@ -74,6 +79,8 @@ class Exchange:
         self.request_id: bytes | None = None
         self.traceparent: bytes | None = None
         self.accept: bytes | None = None
+        self.cookie: bytes | None = None  # every Cookie field, joined with "; "
+        self.authorization: bytes | None = None
         self.http11 = True
         self.keep_alive = True
         self.is_head = False
@@ -87,6 +94,11 @@ class Exchange:
         self.path = b""
         self.app = "-"
         self.route: RouteEntry | None = None
+        # Lines the access gate chose for the instance: Cookie and Authorization as they may
+        # be forwarded, and the Courtyard-Identity assertion (each b"" or a whole line).
+        self.cookie_line = b""
+        self.auth_line = b""
+        self.identity_line = b""
         self.head = b""  # the request head as sent upstream (kept for one retry)
         self.instance: Instance | None = None
         self.up: UpstreamConnection | None = None

@@ -21,6 +21,8 @@ EXPECT = 7
 REQUEST_ID = 8
 TRACEPARENT = 9
 ACCEPT = 10
+COOKIE = 11  # read for the session; re-emitted without the platform's cookie
+AUTHORIZATION = 12  # read for a bearer credential; re-emitted unless it is the platform's
 
 # RFC 9110 §7.6.1 and RFC 9112 §7: connection-specific fields never cross a proxy. Fields the
 # gateway sets itself are dropped too, in their "_" spellings as well, because some servers
@@ -45,7 +47,10 @@ _GATEWAY_SET = (
     b"x-forwarded-port",
     b"x-real-ip",
     b"courtyard-identity",
+    b"x-request-id",
 )
+# Lower-cased names with "-" -> DROP: any spelling with "_" for some "-" lands here.
+_UNDERSCORED = dict.fromkeys(_GATEWAY_SET, DROP)
 
 
 def _request_kinds() -> dict[bytes, int]:
@@ -53,7 +58,6 @@ def _request_kinds() -> dict[bytes, int]:
     for name in _GATEWAY_SET:
         kinds[name] = DROP
         kinds[name.replace(b"-", b"_")] = DROP
-    kinds[b"x_request_id"] = DROP
     kinds.update(
         {
             b"host": HOST,
@@ -65,12 +69,29 @@ def _request_kinds() -> dict[bytes, int]:
             b"x-request-id": REQUEST_ID,
             b"traceparent": TRACEPARENT,
             b"accept": ACCEPT,
+            b"cookie": COOKIE,
+            b"authorization": AUTHORIZATION,
         }
     )
     return kinds
 
 
 REQUEST_KINDS = _request_kinds()
+
+
+def request_kind(name: bytes) -> int | None:
+    """What the request side does with field ``name`` (None: forward it as is).
+
+    Names the gateway sets are matched case-insensitively with "_" and "-" taken as the same
+    character (``X_Forwarded-For``, ``COURTYARD_IDENTITY``): the slow step runs only for
+    unknown names that hold a "_".
+    """
+    lowered = name.lower()
+    kind = REQUEST_KINDS.get(lowered)
+    if kind is None and b"_" in lowered:
+        kind = _UNDERSCORED.get(lowered.replace(b"_", b"-"))
+    return kind
+
 
 # The response side: framing and hop-by-hop fields are rebuilt by the gateway.
 RESPONSE_KINDS: dict[bytes, int] = {

@@ -45,6 +45,9 @@ _EXPECT = h.EXPECT
 _REQUEST_ID = h.REQUEST_ID
 _TRACEPARENT = h.TRACEPARENT
 _ACCEPT = h.ACCEPT
+_COOKIE = h.COOKIE
+_AUTHORIZATION = h.AUTHORIZATION
+_KIND_OF = h.request_kind
 
 _INFINITY = float("inf")
 _MEMO_TARGET = 256  # longest target whose resolution is memoized
@@ -139,7 +142,8 @@ class ClientConnection(AnswerMixin, DeadlineMixin, DispatchMixin, asyncio.Protoc
             self.client_ip = str(peer[0]).encode()
         # RFC 7239 §5.2 semantics in the de-facto form: only the peer we saw, never a value
         # the client sent.
-        self.xff = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % self.client_ip
+        proto = b"https" if transport.get_extra_info("sslcontext") is not None else b"http"
+        self.xff = b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n" % (self.client_ip, proto)
         state = self.state
         state.connections.add(self)
         self.deadline = state.now + self.config.header_timeout
@@ -276,6 +280,8 @@ class ClientConnection(AnswerMixin, DeadlineMixin, DispatchMixin, asyncio.Protoc
         if self.header_count > self.config.max_headers:
             raise RequestRejected(431, "the request has too many header fields")
         kind = _KINDS.get(name.lower())
+        if kind is None and b"_" in name:
+            kind = _KIND_OF(name)  # X_Forwarded-For, courtyard_identity, ...
         if kind is None:
             ex.fwd += (name, b": ", value, b"\r\n")
         elif kind == _DROP:
@@ -311,6 +317,13 @@ class ClientConnection(AnswerMixin, DeadlineMixin, DispatchMixin, asyncio.Protoc
         elif kind == _ACCEPT:
             ex.accept = value
             ex.fwd += (name, b": ", value, b"\r\n")
+        elif kind == _COOKIE:
+            # RFC 9113 §8.2.3 / RFC 6265 §5.4: several Cookie fields make one list.
+            ex.cookie = value if ex.cookie is None else ex.cookie + b"; " + value
+        elif kind == _AUTHORIZATION:
+            if ex.authorization is not None:
+                raise RequestRejected(400, "the request repeats Authorization")
+            ex.authorization = value
 
     def on_headers_complete(self) -> None:
         ex = self.current
@@ -406,6 +419,10 @@ class ClientConnection(AnswerMixin, DeadlineMixin, DispatchMixin, asyncio.Protoc
             self._answer_error(
                 ex, 413, f"the request body exceeds {route.max_body_bytes} bytes", close=True
             )
+            return
+        verdict = state.access.check(ex, route.app, state.now + state.wall_offset, self.client_ip)
+        if verdict:
+            self._answer_access(ex, verdict, path, query)
             return
         ex.route = route
         ex.head = upstream_head(ex, route, target, host, self.xff, minted, span)

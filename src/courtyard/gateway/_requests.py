@@ -63,6 +63,10 @@ def check_head(ex: Exchange, version: str, method: bytes, upgrade: bool) -> None
                 ex.request_id = None
             if b"traceparent" in named:
                 ex.traceparent = None
+            if b"cookie" in named:
+                ex.cookie = None
+            if b"authorization" in named:
+                ex.authorization = None
     if method == b"CONNECT":
         raise RequestRejected(400, "CONNECT is not supported")
     if ex.upgrade is not None:
@@ -87,8 +91,9 @@ def upstream_head(
     span: bytes,
 ) -> bytes:
     """The request head for the instance: origin-form ``target``, the client's fields less
-    hop-by-hop ones, the gateway's X-Forwarded-*, X-Request-Id and a traceparent whose
-    parent is a new span (W3C Trace Context §3.2), and framing the gateway chose itself."""
+    hop-by-hop ones, Cookie, Authorization and Courtyard-Identity as the access gate chose
+    them, the gateway's X-Forwarded-*, X-Request-Id and a traceparent whose parent is a new
+    span (W3C Trace Context §3.2), and framing the gateway chose itself."""
     traceparent = ex.traceparent
     parsed = parse_traceparent(traceparent) if traceparent else None
     if parsed is None:
@@ -105,6 +110,9 @@ def upstream_head(
         host_line,
         b"\r\n",
         *ex.fwd,
+        ex.cookie_line,
+        ex.auth_line,
+        ex.identity_line,
         forwarded_for,
         b"X-Forwarded-Host: ",
         host_line,

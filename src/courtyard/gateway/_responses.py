@@ -14,6 +14,8 @@ PROBLEM_TYPE = b"application/problem+json"
 # Titles of the problems the gateway answers; the type URI slug derives from the title.
 TITLES = {
     400: "Bad request",
+    401: "Sign-in required",
+    403: "Access denied",
     404: "No route",
     405: "Method not allowed",
     408: "Request timeout",
@@ -97,6 +99,22 @@ def redirect_response(location: bytes, request_id: bytes, *, close: bool, date: 
             b"Location: ",
             location,
             b"\r\nContent-Length: 0\r\nX-Request-Id: ",
+            request_id,
+            b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
+        )
+    )
+
+
+def login_response(location: bytes, request_id: bytes, *, close: bool, date: bytes) -> bytes:
+    """302 Found (RFC 9110 §15.4.3) to the sign-in page; never cached, since the same URL
+    answers differently once the browser has a session."""
+    return b"".join(
+        (
+            status_line(302),
+            date,
+            b"Location: ",
+            location,
+            b"\r\nContent-Length: 0\r\nCache-Control: no-store\r\nX-Request-Id: ",
             request_id,
             b"\r\nConnection: close\r\n\r\n" if close else b"\r\n\r\n",
         )

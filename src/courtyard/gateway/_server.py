@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from courtyard.contracts import GatewaySnapshot, WorkerMetrics
 from courtyard.core import Clock, SystemClock
+from courtyard.gateway._access import AccessGate
 from courtyard.gateway._accesslog import AccessLog
 from courtyard.gateway._config import GatewayConfig, GatewayError
 from courtyard.gateway._proxy import ClientConnection
@@ -106,6 +107,13 @@ class Gateway:
         self._servers.append(server)
         bound = server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
+
+    @property
+    def access(self) -> AccessGate:
+        """The access gate of the started gateway: credentials go in, usage comes out."""
+        if self._state is None:
+            raise GatewayError("the gateway has not started")
+        return self._state.access
 
     @property
     def is_tls(self) -> bool:

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any, cast
 
-from courtyard.contracts import GatewaySnapshot
+from courtyard.contracts import GatewayAuth, GatewaySnapshot
+from courtyard.gateway._assertions import MAX_TTL, signing_key
 from courtyard.gateway._config import InvalidSnapshot
 
 
@@ -74,7 +75,37 @@ def check_snapshot(snapshot: Any) -> GatewaySnapshot:
                 instance.get("revision"), int
             ):
                 raise _fail(f"{spot}.revision", "an integer")
+        if "access" in app:
+            _check_access(app["access"], f"{where}.access")
+    auth = snapshot.get("auth")
+    if auth is not None:
+        _check_auth(auth)
     return cast(GatewaySnapshot, snapshot)
+
+
+def _check_access(policy: Any, where: str) -> None:
+    if not isinstance(policy, dict) or not isinstance(policy.get("public"), bool):
+        raise _fail(where, "an object with public true or false")
+    allow = policy.get("allow")
+    if not isinstance(allow, list) or not all(isinstance(rule, str) for rule in allow):
+        raise _fail(f"{where}.allow", "a list of strings")
+
+
+def _check_auth(auth: Any) -> None:
+    if not isinstance(auth, dict):
+        raise _fail("auth", "null or an object")
+    for name in ("issuer", "login_path", "session_cookie"):
+        if not isinstance(auth.get(name), str) or not auth[name]:
+            raise _fail(f"auth.{name}", "a non-empty string")
+    if not auth["login_path"].startswith("/"):
+        raise _fail("auth.login_path", "a path starting with '/'")
+    jwks = auth.get("jwks")
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise _fail("auth.jwks", "a JWKS object with a keys list")
+    ttl = auth.get("assertion_ttl")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL:
+        raise _fail("auth.assertion_ttl", f"an integer from 1 to {MAX_TTL}")
+    signing_key(cast(GatewayAuth, auth))  # raises InvalidSnapshot
 
 
 def load_snapshot(path: str | Path) -> GatewaySnapshot:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from courtyard.contracts import GatewaySnapshot
 from courtyard.core import Clock, SystemClock
+from courtyard.gateway._access import AccessGate
 from courtyard.gateway._accesslog import AccessLog
 from courtyard.gateway._balancer import Balancer
 from courtyard.gateway._config import GatewayConfig
@@ -67,6 +68,7 @@ class GatewayState:
     on_drained: Callable[[int], None] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     ids: IdSource = field(default_factory=IdSource)
+    access: AccessGate = field(default_factory=AccessGate)
     table: Table = field(default_factory=lambda: Table(0, RouteTable([]), {}))
     instances: dict[InstanceKey, Instance] = field(default_factory=dict)
     connections: set[ClientConnection] = field(default_factory=set)
@@ -137,6 +139,7 @@ class GatewayState:
             instance.removed = True
             instance.close_idle()
         self.instances = instances
+        self.access.apply_snapshot(snapshot)
         self.table = table  # the swap: one assignment
         busy = {instance for instance in removed if instance.outstanding > 0}
         self._drains.append(_Drain(snapshot["version"], busy, self.now + self.config.drain_timeout))

@@ -16,7 +16,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from courtyard.contracts import GatewaySnapshot
+from courtyard.contracts import CredentialsMessage, GatewaySnapshot
+from courtyard.gateway._access import AccessGate
 from courtyard.gateway._config import GatewayConfig, GatewayError
 from courtyard.gateway._server import Gateway
 from courtyard.gateway._snapshots import load_snapshot
@@ -156,8 +157,13 @@ async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> in
             except GatewayError as exc:
                 log.error("worker %d: refused a snapshot: %s", options.worker_id, exc)
 
-        waiters.append(loop.create_task(client.run(on_snapshot)))
-        reporter = loop.create_task(_report_metrics(client, gateway))
+        gate = access_gate(gateway)
+
+        def on_credentials(message: CredentialsMessage) -> None:
+            gate.apply_credentials(message)
+
+        waiters.append(loop.create_task(client.run(on_snapshot, on_credentials)))
+        reporter = loop.create_task(_report(client, gateway, gate, options.worker_id))
     log.info("worker %d listening on %s:%d", options.worker_id, options.host, options.port)
     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     if waiters[0] not in done:
@@ -179,16 +185,34 @@ async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> in
     await gateway.aclose(grace)
     if client is not None:
         client.metrics(gateway.metrics())
+        report_usage(client, access_gate(gateway), options.worker_id)
         client.close()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.remove_signal_handler(signum)
     return 0
 
 
-async def _report_metrics(client: ControlClient, gateway: Gateway) -> None:
+def access_gate(gateway: Gateway) -> AccessGate:
+    """The access gate of a started gateway (credentials go in, usage comes out)."""
+    return gateway.access
+
+
+async def _report(client: ControlClient, gateway: Gateway, gate: AccessGate, worker: int) -> None:
+    """Metrics every second, and usage when there is any (at most one message a second)."""
     while True:
         await asyncio.sleep(1.0)
         client.metrics(gateway.metrics())
+        report_usage(client, gate, worker)
+
+
+def report_usage(client: ControlClient, gate: AccessGate, worker: int) -> None:
+    message, dropped = gate.usage.take(worker)
+    if message is not None:
+        client.usage(message)
+    if dropped:
+        log.warning(
+            "worker %d: %d access denials over the report limit not reported", worker, dropped
+        )
 
 
 def run_worker(options: WorkerOptions) -> int:

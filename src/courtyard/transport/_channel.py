@@ -1,4 +1,5 @@
-"""The control channel: snapshots down to gateway workers, acknowledgements and metrics up.
+"""The control channel: snapshots and credentials down to gateway workers; acknowledgements,
+metrics and usage (sessions seen, requests refused) up.
 
 Newline-delimited JSON over loopback TCP. The first line a worker sends is a ``hello`` with
 the node's shared token, compared in constant time (OWASP ASVS V2.9: no timing oracle on
@@ -19,10 +20,12 @@ from typing import Any, cast
 
 from courtyard.contracts import (
     ControlMessage,
+    CredentialsMessage,
     GatewaySnapshot,
     HelloMessage,
     MetricsMessage,
     SnapshotMessage,
+    UsageMessage,
     WorkerMetrics,
     empty_snapshot,
 )
@@ -56,7 +59,12 @@ class _Worker:
 
 
 class ControlServer:
-    """The control plane's end: publishes snapshots and waits for workers to apply them."""
+    """The control plane's end: publishes snapshots and credentials, and waits for workers
+    to apply snapshots.
+
+    ``credentials_source()`` gives the whole credential table, sent to each worker right
+    after its first snapshot; ``on_usage(message)`` receives the workers' usage reports.
+    """
 
     def __init__(
         self,
@@ -64,10 +72,14 @@ class ControlServer:
         *,
         on_metrics: Callable[[int, WorkerMetrics], None] | None = None,
         on_worker_gone: Callable[[int], None] | None = None,
+        on_usage: Callable[[UsageMessage], None] | None = None,
+        credentials_source: Callable[[], CredentialsMessage] | None = None,
     ) -> None:
         self._token = token.encode()
         self._on_metrics = on_metrics
         self._on_worker_gone = on_worker_gone
+        self._on_usage = on_usage
+        self._credentials_source = credentials_source
         self._snapshot: GatewaySnapshot = empty_snapshot()
         self._workers: dict[int, _Worker] = {}
         self._server: asyncio.Server | None = None
@@ -119,6 +131,16 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 worker.writer.write(line)
 
+    def publish_credentials(self, message: CredentialsMessage) -> None:
+        """Send a credentials change (or a full table) to every connected worker.
+
+        A worker that connects later gets the full table from ``credentials_source``.
+        """
+        line = _encode(message)
+        for worker in list(self._workers.values()):
+            with contextlib.suppress(ConnectionError):
+                worker.writer.write(line)
+
     async def wait_drained(self, version: int, timeout: float) -> bool:
         """Wait until every connected worker has drained ``version``; False on timeout.
 
@@ -155,6 +177,10 @@ class ControlServer:
                 old.writer.close()
             self._workers[worker.worker] = worker
             writer.write(_encode(SnapshotMessage(type="snapshot", snapshot=self._snapshot)))
+            if self._credentials_source is not None:
+                # Same writer, same turn of the loop: no change published meanwhile can
+                # arrive before the table it changes.
+                writer.write(_encode(self._credentials_source()))
             while line := await reader.readline():
                 self._handle(worker, json.loads(line))
         except (ConnectionError, TimeoutError, json.JSONDecodeError, ValueError, KeyError) as exc:
@@ -180,6 +206,10 @@ class ControlServer:
             self._joined.set()
         elif kind == "metrics" and self._on_metrics is not None:
             self._on_metrics(worker.worker, cast(MetricsMessage, message)["metrics"])
+        elif kind == "usage" and self._on_usage is not None:
+            usage = cast(UsageMessage, message)
+            usage["worker"] = worker.worker  # as authenticated by its hello, not as claimed
+            self._on_usage(usage)
         worker.changed.set()
 
 
@@ -199,8 +229,13 @@ class ControlClient:
             HelloMessage(type="hello", token=self._token, worker=self._worker, pid=os.getpid())
         )
 
-    async def run(self, on_snapshot: Callable[[GatewaySnapshot], Awaitable[None]]) -> None:
-        """Feed every snapshot to ``on_snapshot`` until the control plane goes away.
+    async def run(
+        self,
+        on_snapshot: Callable[[GatewaySnapshot], Awaitable[None]],
+        on_credentials: Callable[[CredentialsMessage], None] | None = None,
+    ) -> None:
+        """Feed every snapshot to ``on_snapshot`` (and every credentials message to
+        ``on_credentials``) until the control plane goes away.
 
         ``on_snapshot`` applies the snapshot and returns; draining is reported separately
         with :meth:`drained`. Raises :class:`ChannelClosed` when the connection ends.
@@ -214,6 +249,8 @@ class ControlClient:
                     snapshot = cast(GatewaySnapshot, message["snapshot"])
                     await on_snapshot(snapshot)
                     self._send({"type": "applied", "version": snapshot["version"]})
+                elif message.get("type") == "credentials" and on_credentials is not None:
+                    on_credentials(cast(CredentialsMessage, message))
         finally:
             self.close()
         raise ChannelClosed("the control plane closed the channel")
@@ -225,6 +262,10 @@ class ControlClient:
     def metrics(self, metrics: WorkerMetrics) -> None:
         """Report this worker's cumulative counters."""
         self._send({"type": "metrics", "worker": self._worker, "metrics": metrics})
+
+    def usage(self, message: UsageMessage) -> None:
+        """Report sessions seen and requests refused since the last report."""
+        self._send(message)
 
     def _send(self, message: ControlMessage) -> None:
         if self._writer is None or self._writer.is_closing():

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import parse_qs
 
 import httptools
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
 
-from courtyard.contracts import GatewaySnapshot, Route, UpstreamInstance
+from courtyard.contracts import (
+    AccessPolicy,
+    CredentialsMessage,
+    GatewayAuth,
+    GatewayCredential,
+    GatewaySnapshot,
+    IdentityClaims,
+    Route,
+    UpstreamInstance,
+)
 
 TIMEOUT = 5.0
 
@@ -50,11 +63,24 @@ def snapshot(
     version: int,
     routes: list[Route],
     apps: dict[str, list[UpstreamInstance]],
+    *,
+    access: dict[str, AccessPolicy] | None = None,
+    auth: GatewayAuth | None = None,
 ) -> GatewaySnapshot:
+    """A snapshot whose apps are public unless ``access`` names their policy."""
+    policies = access or {}
     return {
         "version": version,
         "routes": routes,
-        "apps": {name: {"name": name, "instances": members} for name, members in apps.items()},
+        "apps": {
+            name: {
+                "name": name,
+                "instances": members,
+                "access": policies.get(name, AccessPolicy(public=True, allow=[])),
+            }
+            for name, members in apps.items()
+        },
+        "auth": auth,
     }
 
 
@@ -499,3 +525,115 @@ async def eventually(check: Callable[[], bool], timeout: float = TIMEOUT) -> Non
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.005)
+
+
+# -- identity: keys, tokens and credentials ---------------------------------------------------
+
+ISSUER = "https://courtyard.test"
+SESSION_COOKIE = "courtyard_session"
+
+
+def _ec_key() -> ECKey:
+    return ECKey.generate_key("P-256", {"alg": "ES256"}, auto_kid=True)
+
+
+def _rsa_key() -> RSAKey:
+    return RSAKey.generate_key(2048, {"alg": "RS256"}, auto_kid=True)
+
+
+@dataclass
+class Keys:
+    """The platform's keys as a test holds them: the private EC key signs tokens and
+    assertions, ``other`` is a key the platform does not know."""
+
+    signing: ECKey = field(default_factory=_ec_key)
+    rsa: RSAKey = field(default_factory=_rsa_key)
+    other: ECKey = field(default_factory=_ec_key)
+
+    def auth(self, *, ttl: int = 30, login_path: str = "/login") -> GatewayAuth:
+        return GatewayAuth(
+            issuer=ISSUER,
+            login_path=login_path,
+            session_cookie=SESSION_COOKIE,
+            jwks=self.jwks(),
+            signing_key=self.signing.as_dict(private=True),
+            assertion_ttl=ttl,
+        )
+
+    def jwks(self) -> dict[str, object]:
+        return {"keys": [self.signing.as_dict(private=False), self.rsa.as_dict(private=False)]}
+
+    def access_token(
+        self,
+        *,
+        now: float,
+        key: ECKey | RSAKey | None = None,
+        header: dict[str, object] | None = None,
+        **claims: object,
+    ) -> str:
+        """An RFC 9068 access token; ``claims`` override the defaults (None removes one)."""
+        signer = key or self.signing
+        alg = "RS256" if isinstance(signer, RSAKey) else "ES256"
+        body: dict[str, object] = {
+            "iss": ISSUER,
+            "sub": "u_00000000000000aa",
+            "aud": ["courtyard"],
+            "iat": int(now),
+            "exp": int(now) + 600,
+            "jti": "jti-1",
+            "client_id": "cli",
+            "scope": "openid",
+            "email": "ann@example.com",
+            "name": "Ann",
+            "groups": ["finance"],
+            "roles": [],
+        }
+        for name, value in claims.items():
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
+        head: dict[str, object] = {"alg": alg, "typ": "at+jwt", "kid": signer.kid}
+        head.update(header or {})
+        return jwt.encode(head, body, signer, algorithms=[str(head["alg"])])
+
+
+def credential(
+    secret: str,
+    *,
+    kind: Literal["session", "token"] = "session",
+    sub: str = "u_00000000000000bb",
+    email: str = "bob@example.com",
+    groups: list[str] | None = None,
+    roles: list[str] | None = None,
+    app_roles: dict[str, list[str]] | None = None,
+    expires_at: float = 4_000_000_000.0,
+) -> GatewayCredential:
+    return GatewayCredential(
+        key=hashlib.sha256(secret.encode()).hexdigest(),
+        kind=kind,
+        identity=IdentityClaims(
+            sub=sub, email=email, name="Bob", groups=groups or [], roles=roles or []
+        ),
+        app_roles=app_roles or {},
+        expires_at=expires_at,
+    )
+
+
+def credentials(
+    *upsert: GatewayCredential,
+    full: bool = False,
+    revoke: list[str] | None = None,
+    revoked_jti: list[str] | None = None,
+) -> CredentialsMessage:
+    return CredentialsMessage(
+        type="credentials",
+        full=full,
+        upsert=list(upsert),
+        revoke=revoke or [],
+        revoked_jti=revoked_jti or [],
+    )
+
+
+def key_of(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

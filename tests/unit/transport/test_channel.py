@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from courtyard.contracts import GatewaySnapshot, WorkerMetrics
+from courtyard.contracts import CredentialsMessage, GatewaySnapshot, UsageMessage, WorkerMetrics
 from courtyard.transport import ChannelClosed, ControlClient, ControlServer
 
 
 def snap(version: int) -> GatewaySnapshot:
-    return {"version": version, "routes": [], "apps": {}}
+    return {"version": version, "routes": [], "apps": {}, "auth": None}
 
 
 async def test_worker_receives_snapshots_and_drained_is_awaited() -> None:
@@ -81,3 +81,82 @@ async def test_drain_wait_ends_when_worker_leaves_and_times_out_otherwise() -> N
     with pytest.raises((ChannelClosed, ConnectionError)):
         await runner
     await server.aclose()
+
+
+def _credentials(full: bool, keys: list[str]) -> CredentialsMessage:
+    return CredentialsMessage(
+        type="credentials", full=full, upsert=[], revoke=keys, revoked_jti=["j"]
+    )
+
+
+async def test_credentials_follow_the_first_snapshot_and_changes_reach_every_worker() -> None:
+    usage: list[UsageMessage] = []
+    server = ControlServer(
+        "t", on_usage=usage.append, credentials_source=lambda: _credentials(True, ["full"])
+    )
+    host, port = await server.start()
+    await server.publish(snap(1))
+    order: list[str] = []
+    received: dict[int, list[CredentialsMessage]] = {1: [], 2: []}
+    clients, runners = [], []
+    for worker in (1, 2):
+        client = ControlClient(host, port, "t", worker=worker)
+        await client.connect()
+
+        async def on_snapshot(snapshot: GatewaySnapshot) -> None:
+            order.append("snapshot")
+
+        def on_credentials(message: CredentialsMessage, worker: int = worker) -> None:
+            order.append("credentials")
+            received[worker].append(message)
+
+        clients.append(client)
+        runners.append(asyncio.create_task(client.run(on_snapshot, on_credentials)))
+    await server.wait_workers(2, timeout=5)
+    for _ in range(500):
+        if all(received.values()):
+            break
+        await asyncio.sleep(0.01)
+    assert order[:2] == ["snapshot", "credentials"]
+    assert received[1] == [_credentials(True, ["full"])]
+
+    server.publish_credentials(_credentials(False, ["gone"]))
+    for _ in range(500):
+        if all(len(messages) == 2 for messages in received.values()):
+            break
+        await asyncio.sleep(0.01)
+    assert received[1][1] == received[2][1] == _credentials(False, ["gone"])
+
+    report = UsageMessage(type="usage", worker=99, used=["k"], denials=[])
+    clients[1].usage(report)
+    for _ in range(500):
+        if usage:
+            break
+        await asyncio.sleep(0.01)
+    assert usage == [{**report, "worker": 2}]  # the worker as its hello said, not as claimed
+
+    await server.aclose()
+    for runner in runners:
+        with pytest.raises((ChannelClosed, ConnectionError)):
+            await asyncio.wait_for(runner, 5)
+
+
+async def test_old_callers_need_no_credential_callbacks() -> None:
+    server = ControlServer("t", credentials_source=lambda: _credentials(True, []))
+    host, port = await server.start()
+    client = ControlClient(host, port, "t", worker=1)
+    await client.connect()
+    seen: list[int] = []
+
+    async def on_snapshot(snapshot: GatewaySnapshot) -> None:
+        seen.append(snapshot["version"])
+
+    runner = asyncio.create_task(client.run(on_snapshot))
+    await server.wait_workers(1, timeout=5)
+    server.publish_credentials(_credentials(False, ["x"]))
+    await server.publish(snap(2))
+    await server.wait_workers(1, timeout=5)
+    assert seen == [0, 2]
+    await server.aclose()
+    with pytest.raises((ChannelClosed, ConnectionError)):
+        await asyncio.wait_for(runner, 5)
