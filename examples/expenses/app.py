@@ -2,6 +2,8 @@
 
 It keeps its data in memory, so each replica has its own list; it reads ``PORT`` and
 ``COURTYARD_REVISION`` from the environment and builds links under ``X-Forwarded-Prefix``.
+Every request but ``/healthz`` must carry the platform's ``Courtyard-Identity`` assertion,
+checked by the SDK's middleware; the page greets the caller by name.
 """
 
 from __future__ import annotations
@@ -11,15 +13,25 @@ import itertools
 import os
 import re
 import signal
+import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+
+from courtyard.sdk import (
+    Identity,
+    IdentityError,
+    IdentityMiddleware,
+    IdentityVerifier,
+    from_environment,
+)
 
 APP_NAME = "expenses"
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -67,8 +79,12 @@ class ExpenseBook:
         return list(self._items)
 
 
-def validate_expense(payload: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """Check a submitted expense; return the clean fields and a list of field errors."""
+def validate_expense(
+    payload: Any, submitter: str = "anonymous"
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Check a submitted expense; return the clean fields and a list of field errors.
+
+    ``submittedBy`` defaults to ``submitter``, the caller's name."""
     if not isinstance(payload, dict):
         return {}, [{"field": "", "message": "expected a JSON object"}]
     errors: list[dict[str, str]] = []
@@ -101,7 +117,7 @@ def validate_expense(payload: Any) -> tuple[dict[str, str], list[dict[str, str]]
     else:
         errors.append({"field": "currency", "message": "expected an ISO 4217 code like EUR"})
 
-    submitted_by = payload.get("submittedBy", "anonymous")
+    submitted_by = payload.get("submittedBy", submitter)
     if isinstance(submitted_by, str) and 0 < len(submitted_by) <= 100:
         clean["submittedBy"] = submitted_by
     else:
@@ -115,7 +131,13 @@ def forwarded_prefix(request: Request) -> str:
     return prefix if SAFE_PREFIX.fullmatch(prefix) else ""
 
 
-def create_app(revision: str) -> Starlette:
+def caller(request: Request) -> Identity:
+    """Who is calling: put there by IdentityMiddleware, which refuses requests without one."""
+    identity: Identity = request.state.identity
+    return identity
+
+
+def create_app(revision: str, verifier: IdentityVerifier) -> Starlette:
     """Build the app; nothing here reads the environment or opens a socket."""
     book = ExpenseBook(SEED)
 
@@ -129,10 +151,12 @@ def create_app(revision: str) -> Starlette:
             f"<td>{e['amount']} {e['currency']}</td><td>{html.escape(e['submittedBy'])}</td></tr>"
             for e in book.all()
         )
+        name = html.escape(caller(request).display_name)
         page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Expense reports</title></head>
 <body>
 <h1>Expense reports</h1>
+<p class="greeting">Hello, {name}</p>
 <p>Revision <code>{html.escape(revision)}</code></p>
 <table><tr><th>#</th><th>Description</th><th>Amount</th><th>By</th></tr>{rows}</table>
 <p><a href="{prefix}/api/expenses">JSON API</a> · <a href="{prefix}/healthz">health</a></p>
@@ -143,6 +167,20 @@ def create_app(revision: str) -> Starlette:
     async def list_expenses(request: Request) -> Response:
         return JSONResponse(book.all())
 
+    async def me(request: Request) -> Response:
+        identity = caller(request)
+        return JSONResponse(
+            {
+                "greeting": f"Hello, {identity.display_name}",
+                "sub": identity.sub,
+                "email": identity.email,
+                "name": identity.name,
+                "groups": list(identity.groups),
+                "roles": list(identity.roles),
+                "act": identity.act,
+            }
+        )
+
     async def create_expense(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return ProblemResponse(415, "Unsupported Media Type", "send application/json")
@@ -150,7 +188,7 @@ def create_app(revision: str) -> Starlette:
             payload = await request.json()
         except ValueError:
             return ProblemResponse(400, "Bad Request", "the body is not valid JSON")
-        clean, errors = validate_expense(payload)
+        clean, errors = validate_expense(payload, caller(request).display_name)
         if errors:
             return ProblemResponse(
                 422, "Unprocessable Content", "the expense has invalid fields", errors=errors
@@ -169,7 +207,10 @@ def create_app(revision: str) -> Starlette:
             Route("/", home),
             Route("/api/expenses", list_expenses, methods=["GET"]),
             Route("/api/expenses", create_expense, methods=["POST"]),
+            Route("/api/me", me, methods=["GET"]),
         ],
+        # /healthz stays open: the platform's health checks call it directly.
+        middleware=[Middleware(IdentityMiddleware, verifier=verifier, exempt_paths=["/healthz"])],
         exception_handlers={HTTPException: http_error},
     )
 
@@ -181,10 +222,15 @@ def handle_sigterm(signum: int, frame: object) -> None:
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
     revision = os.environ.get("COURTYARD_REVISION", "dev")
+    try:
+        # COURTYARD_PLATFORM_URL (whose JWKS signs assertions) and COURTYARD_APP (our name).
+        verifier = from_environment()
+    except IdentityError as exc:
+        sys.exit(f"expenses: {exc}")
     signal.signal(signal.SIGTERM, handle_sigterm)
     signal.signal(signal.SIGINT, handle_sigterm)
     config = uvicorn.Config(
-        create_app(revision),
+        create_app(revision, verifier),
         host="127.0.0.1",
         port=port,
         log_level="info",

@@ -1,4 +1,5 @@
-"""The expenses app, started as a real process on a free loopback port."""
+"""The expenses app, started as a real process on a free loopback port, with the identity
+assertions the gateway would add."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from courtyard.sdk.testing import IdentityMinter
+
 APP_DIR = Path(__file__).parent
 REVISION = "rev-test-1"  # what examples/conftest.py gives the app
 PREFIX = "/apps/expenses"
@@ -18,7 +21,49 @@ PREFIX = "/apps/expenses"
 @pytest.fixture
 def start_app(launch: Any) -> Callable[[], Any]:
     """Start the app as the platform would."""
-    return lambda: launch([sys.executable, "app.py"], APP_DIR)
+    return lambda: launch([sys.executable, "app.py"], APP_DIR, "expenses")
+
+
+def test_the_page_greets_the_caller_by_name_escaped(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    # The visitor is called "Dana <Tester>": a name is text, never markup.
+    assert "Hello, Dana &lt;Tester&gt;" in page.text
+    assert "<Tester>" not in page.text
+
+
+def test_me_says_who_the_platform_says_is_calling(client: httpx.Client, platform: Any) -> None:
+    me = client.get("/api/me").json()
+    assert me["greeting"] == "Hello, Dana <Tester>"
+    assert (me["sub"], me["email"], me["act"]) == ("u_00000000000000d1", "dana@example.com", None)
+
+    headers = platform.headers("expenses", name="Li", groups=["finance"], act="svc:ledger")
+    me = client.get("/api/me", headers=headers).json()
+    assert (me["name"], me["groups"], me["act"]) == ("Li", ["finance"], "svc:ledger")
+
+
+@pytest.mark.parametrize("path", ["/", "/api/expenses", "/api/me", "/nope"])
+def test_a_request_without_an_assertion_gets_a_401_problem(client: httpx.Client, path: str) -> None:
+    response = httpx.get(f"{client.base_url}{path}", timeout=5.0)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 401
+
+
+def test_an_assertion_for_another_app_or_from_another_key_gets_a_401(
+    client: httpx.Client, platform: Any
+) -> None:
+    for_notes = platform.headers("notes")
+    assert client.get("/", headers=for_notes).status_code == 401
+    forger = IdentityMinter(platform.url, "expenses")
+    response = client.get("/", headers=forger.headers())
+    assert response.status_code == 401
+    assert "unknown key" in response.json()["detail"]
+
+
+def test_the_health_check_needs_no_assertion(client: httpx.Client) -> None:
+    response = httpx.get(f"{client.base_url}/healthz", timeout=5.0)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
 def test_healthz_answers_ok(client: httpx.Client) -> None:
@@ -48,6 +93,11 @@ def test_lists_the_seed_expenses(client: httpx.Client) -> None:
     expenses = client.get("/api/expenses").json()
     assert len(expenses) == 3
     assert {"id", "description", "amount", "currency", "submittedBy"} <= set(expenses[0])
+
+
+def test_an_expense_without_submitter_is_by_the_caller(client: httpx.Client) -> None:
+    response = client.post("/api/expenses", json={"description": "Taxi", "amount": "9"})
+    assert response.json()["submittedBy"] == "Dana <Tester>"
 
 
 def test_a_valid_expense_is_created_and_listed(client: httpx.Client) -> None:
@@ -102,10 +152,10 @@ def test_one_connection_carries_several_requests(
 
 
 def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(
-    start_app: Callable[[], Any],
+    start_app: Callable[[], Any], platform: Any
 ) -> None:
     app = start_app()
-    httpx.get(f"{app.url}/api/expenses", timeout=5.0)
+    httpx.get(f"{app.url}/api/expenses", headers=platform.headers("expenses"), timeout=5.0)
 
     assert app.stop() == 0
     assert "GET /api/expenses" in app.stdout.read_text()

@@ -2,6 +2,8 @@
 
 Notes live in memory. The platform's own tests redeploy this app with a changed ``VERSION``
 to prove that a new revision serves, so keep that constant a plain string on one line.
+Every request but ``/healthz`` must carry the platform's ``Courtyard-Identity`` assertion,
+checked by the SDK's WSGI middleware; the page greets the caller by name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from socketserver import ThreadingMixIn
 from typing import IO, Any, cast
 from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+
+from courtyard.sdk import (
+    Identity,
+    IdentityError,
+    IdentityVerifier,
+    IdentityWSGIMiddleware,
+    from_environment,
+)
 
 VERSION = "1.0.0"
 APP_NAME = "notes"
@@ -114,13 +124,14 @@ def read_note_text(environ: Environ) -> tuple[str | None, str, str]:
     return text.strip(), "", ""
 
 
-def render_home(notes: list[dict[str, Any]], revision: str) -> bytes:
+def render_home(notes: list[dict[str, Any]], revision: str, identity: Identity) -> bytes:
     items = "".join(f"<li>{html.escape(n['text'])}</li>" for n in notes) or "<li>No notes</li>"
     # Relative URLs, so the page works under any prefix the gateway puts it behind.
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Notes</title></head>
 <body>
 <h1>Notes</h1>
+<p class="greeting">Hello, {html.escape(identity.display_name)}</p>
 <ul>{items}</ul>
 <form method="post" action="notes"><input name="text" required maxlength="{MAX_NOTE}">
 <button>Add note</button></form>
@@ -130,15 +141,20 @@ def render_home(notes: list[dict[str, Any]], revision: str) -> bytes:
     return page.encode()
 
 
-def create_app(revision: str) -> Callable[[Environ, StartResponse], list[bytes]]:
+def create_app(
+    revision: str, verifier: IdentityVerifier
+) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """Build the WSGI app; nothing here reads the environment or opens a socket."""
     book = NoteBook()
 
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        # Put there by IdentityWSGIMiddleware, which refuses requests without one.
+        identity: Identity = environ.get("courtyard.identity")
         routes = {
             "/healthz": {"GET"},
             "/": {"GET"},
+            "/me": {"GET"},
             "/notes": {"GET", "POST"},
             "/version": {"GET"},
         }
@@ -155,8 +171,19 @@ def create_app(revision: str) -> Callable[[Environ, StartResponse], list[bytes]]
         if path == "/version":
             data = {"app": APP_NAME, "version": VERSION, "revision": revision}
             return respond_json(start_response, "200 OK", data)
+        if path == "/me":
+            data = {
+                "greeting": f"Hello, {identity.display_name}",
+                "sub": identity.sub,
+                "email": identity.email,
+                "name": identity.name,
+                "groups": list(identity.groups),
+                "roles": list(identity.roles),
+                "act": identity.act,
+            }
+            return respond_json(start_response, "200 OK", data)
         if path == "/":
-            page = render_home(book.all(), revision)
+            page = render_home(book.all(), revision, identity)
             return respond(start_response, "200 OK", page, "text/html; charset=utf-8")
         if method == "GET":
             return respond_json(start_response, "200 OK", book.all())
@@ -170,7 +197,8 @@ def create_app(revision: str) -> Callable[[Environ, StartResponse], list[bytes]]
         location = forwarded_prefix(environ) + "/"
         return respond(start_response, "303 See Other", b"", "text/plain", [("Location", location)])
 
-    return app
+    # /healthz stays open: the platform's health checks call it directly.
+    return IdentityWSGIMiddleware(app, verifier, exempt_paths=["/healthz"])
 
 
 class KeepAliveServerHandler(ServerHandler):
@@ -256,8 +284,14 @@ class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     revision = os.environ.get("COURTYARD_REVISION", "dev")
+    try:
+        # COURTYARD_PLATFORM_URL (whose JWKS signs assertions) and COURTYARD_APP (our name).
+        verifier = from_environment()
+    except IdentityError as exc:
+        print(f"notes: {exc}", file=sys.stderr)
+        return 2
     server = ThreadingWSGIServer(("127.0.0.1", port), KeepAliveRequestHandler)
-    server.set_app(create_app(revision))
+    server.set_app(create_app(revision, verifier))
 
     def handle_sigterm(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever(), which runs in this very thread.

@@ -1,4 +1,5 @@
-"""The notes app, started as a real process on a free loopback port."""
+"""The notes app, started as a real process on a free loopback port, with the identity
+assertions the gateway would add."""
 
 from __future__ import annotations
 
@@ -20,7 +21,49 @@ PREFIX = "/apps/notes"
 @pytest.fixture
 def start_app(launch: Any) -> Callable[..., Any]:
     """Start the app (or a changed copy of it) as the platform would."""
-    return lambda app_dir=APP_DIR: launch([sys.executable, "app.py"], app_dir)
+    return lambda app_dir=APP_DIR: launch([sys.executable, "app.py"], app_dir, "notes")
+
+
+def test_the_page_greets_the_caller_by_name_escaped(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert '<p class="greeting">Hello, Dana &lt;Tester&gt;</p>' in page.text
+
+
+def test_me_says_who_the_platform_says_is_calling(client: httpx.Client, platform: Any) -> None:
+    me = client.get("/me").json()
+    assert me["greeting"] == "Hello, Dana <Tester>"
+    assert (me["sub"], me["email"]) == ("u_00000000000000d1", "dana@example.com")
+
+    headers = platform.headers("notes", sub="svc:backup", email="", name="", roles=["viewer"])
+    me = client.get("/me", headers=headers).json()
+    assert (me["greeting"], me["roles"]) == ("Hello, svc:backup", ["viewer"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/"), ("GET", "/notes"), ("POST", "/notes"), ("GET", "/version")]
+)
+def test_a_request_without_an_assertion_gets_a_401_problem(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    response = httpx.request(method, f"{client.base_url}{path}", json={"text": "x"}, timeout=5.0)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Courtyard-Identity")
+    assert client.get("/notes").json() == []  # nothing was stored
+
+
+def test_an_expired_or_foreign_assertion_gets_a_401(client: httpx.Client, platform: Any) -> None:
+    expired = platform.minter.mint(aud="notes", iat=1_000_000, exp=1_000_060)
+    response = client.get("/", headers={"Courtyard-Identity": expired})
+    assert response.status_code == 401
+    assert response.json()["detail"].endswith("expired")
+    assert client.get("/", headers=platform.headers("expenses")).status_code == 401
+
+
+def test_the_health_check_needs_no_assertion(client: httpx.Client) -> None:
+    response = httpx.get(f"{client.base_url}/healthz", timeout=5.0)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
 
 
 def test_healthz_answers_ok(client: httpx.Client) -> None:
@@ -38,7 +81,7 @@ def test_version_reports_the_constant_and_the_revision(client: httpx.Client) -> 
 
 
 def test_a_changed_version_constant_is_served(
-    start_app: Callable[..., Any], tmp_path: Path
+    start_app: Callable[..., Any], tmp_path: Path, platform: Any
 ) -> None:
     # What the platform's redeploy tests do: edit VERSION, deploy, expect the new one.
     changed = tmp_path / "changed"
@@ -49,7 +92,10 @@ def test_a_changed_version_constant_is_served(
     (changed / "app.py").write_text(edited)
 
     app = start_app(changed)
-    assert httpx.get(f"{app.url}/version", timeout=5.0).json()["version"] == "2.0.0"
+    headers = platform.headers("notes")
+    assert (
+        httpx.get(f"{app.url}/version", headers=headers, timeout=5.0).json()["version"] == "2.0.0"
+    )
 
 
 def test_a_form_post_adds_a_note_and_redirects_under_the_prefix(client: httpx.Client) -> None:
@@ -104,16 +150,17 @@ def test_unknown_paths_and_methods_get_problems(client: httpx.Client) -> None:
     assert response.headers["allow"] == "GET, POST"
 
 
-def test_one_connection_carries_several_requests(start_app: Callable[..., Any]) -> None:
+def test_one_connection_carries_several_requests(
+    start_app: Callable[..., Any], platform: Any
+) -> None:
     app = start_app()
+    headers = {"Content-Type": "application/json", **platform.headers("notes")}
     connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
     try:
         sockets = []
         for body in ("a", "b"):
             # A POST body is read in full, so the next request on the connection parses.
-            connection.request(
-                "POST", "/notes", f'{{"text": "{body}"}}', {"Content-Type": "application/json"}
-            )
+            connection.request("POST", "/notes", f'{{"text": "{body}"}}', headers)
             created = connection.getresponse()
             assert (created.status, created.read()[:1]) == (201, b"{")
             connection.request("GET", "/healthz")
@@ -127,10 +174,11 @@ def test_one_connection_carries_several_requests(start_app: Callable[..., Any]) 
 
 
 def test_sigterm_stops_it_with_exit_code_0_after_logging_requests(
-    start_app: Callable[..., Any],
+    start_app: Callable[..., Any], platform: Any
 ) -> None:
     app = start_app()
-    with httpx.Client(base_url=app.url, timeout=5.0) as idle_keep_alive:
+    headers = platform.headers("notes")
+    with httpx.Client(base_url=app.url, timeout=5.0, headers=headers) as idle_keep_alive:
         idle_keep_alive.get("/version")
 
         assert app.stop() == 0

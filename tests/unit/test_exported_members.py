@@ -30,7 +30,7 @@ def test_facade_is_sorted_and_complete(name: str) -> None:
 
 
 def test_implementation_modules_are_private() -> None:
-    public_modules = {"api", "__main__"}
+    public_modules = {"api", "__main__", "testing"}
     for package in PACKAGES:
         module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__):
