@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 # The node setting that caps the login throttle's delay (default 15 min), short for tests.
 THROTTLE_CAP = 3.0
-THROTTLE_FLAGS = ["--login-throttle-max-delay", "3"]
+THROTTLE_FLAGS = ["--login-max-delay", "3"]
 # docs/iam.md: 3 failures per account are free, the 4th is let through and sets the first
 # delay; the delay never drops below 1 s, so at most one more guess per second gets through.
 FREE_FAILURES = 3

@@ -15,6 +15,8 @@ from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
 from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
+from courtyard.cli._iam import register as register_iam
+from courtyard.cli._oidc import register as register_oidc
 from courtyard.cli._render import app_detail, apps_table, url_of
 from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 from courtyard.core import CourtyardError
@@ -28,6 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(audit, name="audit")
+register_iam(app)
+register_oidc(app)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:
@@ -48,18 +52,36 @@ def version() -> None:
 
 
 @app.command()
-def init(data_dir: DataDir = Path(".courtyard")) -> None:
-    """Create the data directory, its database and the admin token."""
-    from courtyard.node._node import ensure_admin_token  # noqa: PLC0415 - only init needs it
-    from courtyard.store import Database  # noqa: PLC0415
+def init(
+    data_dir: DataDir = Path(".courtyard"),
+    admin_email: Annotated[
+        str | None, typer.Option(help="The first platform admin's email.")
+    ] = None,
+) -> None:
+    """Create the data directory, its database, the admin token and the first platform admin.
 
-    config = load_config({"data_dir": data_dir})
+    The admin's password comes from COURTYARD_ADMIN_PASSWORD, or is generated and printed once.
+    """
+    import os  # noqa: PLC0415
+
+    from courtyard.node import init_node  # noqa: PLC0415 - only init needs it
+
+    flags: dict[str, Any] = {"data_dir": data_dir, "admin_email": admin_email}
     try:
-        ensure_admin_token(config.data_dir)
-        Database.open(config.database).close()
+        config = load_config(flags, os.environ)
+        email, generated = asyncio.run(
+            init_node(config, os.environ.get("COURTYARD_ADMIN_PASSWORD") or None)
+        )
     except (CourtyardError, OSError) as exc:
         fail(str(exc))
     out.print(f"Initialized {config.data_dir.resolve()}")
+    if generated is not None:
+        out.print(
+            f"Platform admin {email}, password [bold]{generated}[/bold] (shown once)",
+            highlight=False,
+        )
+    else:
+        out.print(f"Platform admin {email}", highlight=False)
 
 
 @app.command()
@@ -85,6 +107,10 @@ def up(
             help="Without --tls-cert: serve HTTPS with a generated local development certificate.",
         ),
     ] = None,
+    login_max_delay: Annotated[
+        float | None,
+        typer.Option(help="Cap (seconds) of the growing delay after failed sign-ins."),
+    ] = None,
 ) -> None:
     """Start a node: control plane, runtime and gateway on one port."""
     import os  # noqa: PLC0415
@@ -98,6 +124,7 @@ def up(
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "tls_self_signed": tls_self_signed,
+        "login_max_delay": login_max_delay,
     }
     try:
         config = load_config(flags, os.environ, config_file)
@@ -112,6 +139,13 @@ def up(
 
     def ready(node: Node) -> None:
         out.print(f"[bold]Courtyard {__version__}[/bold] serving at [cyan]{node.url}[/cyan]")
+        if node.generated_admin is not None:
+            email, password = node.generated_admin
+            out.print(
+                f"  admin    {email}  password [bold]{password}[/bold]  (shown once; "
+                "set COURTYARD_ADMIN_PASSWORD to choose it)",
+                highlight=False,
+            )
         out.print(f"  API      {node.url}/api/v1/", soft_wrap=True)
         out.print(f"  OpenAPI  {node.url}/api/v1/openapi.json", soft_wrap=True)
         out.print(f"  metrics  {node.admin_url}/metrics")
@@ -138,7 +172,14 @@ def up(
         out.print("Press Ctrl+C to stop.")
 
     try:
-        asyncio.run(node.run(demo=folders, on_ready=ready, on_demo=demo_done))
+        asyncio.run(
+            node.run(
+                admin_password=os.environ.get("COURTYARD_ADMIN_PASSWORD") or None,
+                demo=folders,
+                on_ready=ready,
+                on_demo=demo_done,
+            )
+        )
     except CourtyardError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -34,6 +34,11 @@ class IssuedToken:
     token_id: str
     secret_hash: str
 
+    @property
+    def lookup_hash(self) -> str:
+        """SHA-256 hex of the whole token: the key gateways hold (``GatewayCredential.key``)."""
+        return token_lookup_hash(self.token)
+
     def __repr__(self) -> str:
         # Keep the secret out of logs and tracebacks.
         return f"IssuedToken(token_id={self.token_id!r}, token=<hidden>)"
@@ -85,6 +90,11 @@ def parse_api_token(text: str, prefix: str = DEFAULT_TOKEN_PREFIX) -> tuple[str,
 def hash_api_secret(secret: str) -> str:
     """The SHA-256 hex digest stored for a token's secret."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def token_lookup_hash(token: str) -> str:
+    """SHA-256 hex of the exact presented token, as gateways key their credential table."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def verify_api_token(stored_hash: str, secret: str) -> bool:

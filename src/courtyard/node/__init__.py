@@ -10,7 +10,7 @@ Error tree::
 from courtyard.node._config import NodeConfig, load_config
 from courtyard.node._controlplane import build_api
 from courtyard.node._errors import ConfigInvalid, NodeError, NodeStartFailed
-from courtyard.node._node import Node, NodeInfo, read_node_info
+from courtyard.node._node import Node, NodeInfo, init_node, read_node_info
 
 __all__ = [
     "ConfigInvalid",
@@ -20,6 +20,7 @@ __all__ = [
     "NodeInfo",
     "NodeStartFailed",
     "build_api",
+    "init_node",
     "load_config",
     "read_node_info",
 ]

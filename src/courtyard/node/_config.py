@@ -30,6 +30,11 @@ class NodeConfig:
     tls_cert: Path | None = None  # PEM certificate chain the gateway serves TLS with
     tls_key: Path | None = None  # its private key
     tls_self_signed: bool = False  # no certificate given: generate a local development one
+    admin_email: str = "admin@example.com"  # the first platform admin, made at first start
+    session_idle: float = 1800.0  # seconds a session lives without use (OWASP: 15-30 min)
+    session_absolute: float = 43200.0  # seconds a session lives at most
+    login_max_delay: float = 60.0  # cap of the growing delay after failed sign-ins
+    key_propagation: float = 300.0  # seconds a new signing key is published before it signs
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -1,16 +1,18 @@
 """The control plane's HTTP face: one FastAPI app with every package's router and one error shape.
 
 Every answer that is not a success is an RFC 9457 problem document. Every ``/api/v1`` call
-carries the node's admin token until IAM issues real credentials (default deny).
+carries a bearer credential — the node's admin token, an API token or an OAuth access token —
+and is refused unless the caller may make it (default deny). The sign-in pages, the launcher
+and the OpenID provider are served from here too, through the gateway's one port.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,8 +23,11 @@ from courtyard.audit import api as audit_api
 from courtyard.catalog import CatalogError
 from courtyard.catalog import api as catalog_api
 from courtyard.core import problem
+from courtyard.iam import IamError, Principal
+from courtyard.iam import api as iam_api
 from courtyard.lifecycle import AppNotDeployable, DeployRefused, Lifecycle
 from courtyard.lifecycle import api as lifecycle_api
+from courtyard.node._apiauth import ApiAuthenticator, permits
 from courtyard.runtime import AppNotRunning, SupervisorError
 
 PROBLEM_JSON = "application/problem+json"
@@ -33,8 +38,20 @@ def _problem_response(status: int, document: dict[str, Any], **headers: str) -> 
     return JSONResponse(document, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-ADMIN = Actor(kind="user", id="admin", auth="token")
 _ANONYMOUS = Actor(kind="user", id="anonymous")
+
+
+@dataclass(frozen=True)
+class ApiExtras:
+    """What IAM adds to the control plane: who callers are, and its own routers."""
+
+    authenticator: ApiAuthenticator
+    routers: Sequence[APIRouter] = field(default_factory=tuple)
+
+
+def actor_of(principal: Principal) -> Actor:
+    """The audit trail's name for a caller."""
+    return Actor(kind=principal.kind, id=principal.id, auth=principal.auth)
 
 
 def build_api(
@@ -42,8 +59,10 @@ def build_api(
     audit: AuditLog,
     admin_token: str,
     info: Callable[[], dict[str, Any]],
+    extras: ApiExtras | None = None,
 ) -> FastAPI:
-    """The control plane app: apps, catalog and audit APIs, node info, problem handlers."""
+    """The control plane app: apps, catalog and audit APIs, node info, problem handlers, and
+    (with ``extras``) the directory, OAuth clients, OpenID provider and portal."""
     app = FastAPI(
         title="Courtyard control plane",
         version=__version__,
@@ -51,41 +70,55 @@ def build_api(
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    token = admin_token.encode()
+    authenticator = extras.authenticator if extras is not None else ApiAuthenticator(admin_token)
+
+    async def deny(request: Request, actor: Actor, reason: str) -> None:
+        # Every denied access decision is audited (DESIGN.md quality bars); never the credential.
+        await audit.record(
+            AuditEvent(
+                actor=actor,
+                action="access.deny",
+                target=f"api:{request.method} {request.url.path}"[:200],
+                outcome="denied",
+                reason=reason,
+                request_id=request.headers.get("x-request-id"),
+                details={"client": request.headers.get("x-forwarded-for", "")},
+            )
+        )
 
     @app.middleware("http")
-    async def require_token(
+    async def require_credentials(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         path = request.url.path
         if path.startswith("/api/") and path not in _OPEN_PATHS:
             header = request.headers.get("authorization", "")
-            scheme, _, credential = header.partition(" ")
-            # Constant-time comparison: no timing oracle on the token (OWASP ASVS V2.9.1).
-            if scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), token):
-                # Every denied access decision is audited (DESIGN.md quality bars).
-                await audit.record(
-                    AuditEvent(
-                        actor=_ANONYMOUS,
-                        action="access.deny",
-                        target=f"api:{request.method} {path}"[:200],
-                        outcome="denied",
-                        reason="no valid admin token" if header else "no credentials",
-                        request_id=request.headers.get("x-request-id"),
-                        details={"client": request.headers.get("x-forwarded-for", "")},
-                    )
+            principal = await authenticator.authenticate(header) if header else None
+            if principal is None:
+                await deny(
+                    request, _ANONYMOUS, "invalid credentials" if header else "no credentials"
                 )
                 return _problem_response(
                     401,
-                    dict(problem(401, "Unauthorized", "this API needs the node's admin token")),
+                    dict(problem(401, "Unauthorized", "this API needs a valid bearer token")),
                     **{"WWW-Authenticate": 'Bearer realm="courtyard"'},
                 )
-            request.state.actor = ADMIN
+            if not permits(principal, request.method, path):
+                await deny(
+                    request, actor_of(principal), "the caller's roles do not allow this call"
+                )
+                return _problem_response(
+                    403, dict(problem(403, "Forbidden", "your roles do not allow this call"))
+                )
+            request.state.principal = principal
+            request.state.actor = actor_of(principal)
         return await call_next(request)
 
     app.include_router(lifecycle_api.router(lifecycle))
     app.include_router(catalog_api.router(lifecycle.catalog))
     app.include_router(audit_api.router(audit))
+    for extra in extras.routers if extras is not None else ():
+        app.include_router(extra)
 
     @app.get("/api/v1/node", tags=["node"], summary="The node: version, URL, workers")
     async def node_info() -> dict[str, Any]:
@@ -94,6 +127,11 @@ def build_api(
     @app.exception_handler(CatalogError)
     async def catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
         status, document = catalog_api.problem_for(exc)
+        return _problem_response(status, dict(document))
+
+    @app.exception_handler(IamError)
+    async def iam_error(_: Request, exc: IamError) -> JSONResponse:
+        status, document = iam_api.problem_for(exc)
         return _problem_response(status, dict(document))
 
     @app.exception_handler(AuditError)

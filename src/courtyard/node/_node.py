@@ -24,14 +24,33 @@ from courtyard import __version__
 from courtyard.audit import Actor, AuditConfig, AuditEvent, AuditLog, SqlAuditStore
 from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
 from courtyard.contracts import Route, UpstreamInstance, WorkerMetrics
+from courtyard.core import SystemClock
 from courtyard.gateway import render_metrics
+from courtyard.iam import (
+    AdminExists,
+    Iam,
+    IamConfig,
+    KeyRing,
+    LoginThrottle,
+    OidcConfig,
+    OidcProvider,
+    SqlIamStore,
+    SqlOidcStore,
+    ThrottlePolicy,
+    bootstrap_admin,
+)
+from courtyard.iam import api as iam_api
 from courtyard.lifecycle import DataPlane, Deployment, Lifecycle, LifecycleConfig
+from courtyard.node._apiauth import ApiAuthenticator
 from courtyard.node._config import NodeConfig
-from courtyard.node._controlplane import build_api
+from courtyard.node._controlplane import ApiExtras, build_api
 from courtyard.node._errors import NodeStartFailed
+from courtyard.node._identity import IdentityFeed
+from courtyard.node._launcher import launcher_apps
 from courtyard.node._metrics import admin_app
 from courtyard.node._servers import bind_loopback, embedded_server, reserve_port
-from courtyard.node._workers import GatewayWorkers
+from courtyard.node._workers import GatewayWorkers, gateway_tls
+from courtyard.portal import PortalConfig, portal_router
 from courtyard.runtime import RuntimeConfig, Supervisor
 from courtyard.store import Database
 from courtyard.transport import ControlServer
@@ -79,6 +98,30 @@ def ensure_admin_token(data_dir: Path) -> str:
         return token
 
 
+async def init_node(config: NodeConfig, admin_password: str | None) -> tuple[str, str | None]:
+    """``courtyard init``: the data directory, database, admin token and first platform admin.
+
+    Returns the admin's email and, when it was generated, the password (shown once). A second
+    init leaves an existing admin alone.
+    """
+    data_dir = config.data_dir.resolve()
+    ensure_admin_token(data_dir)
+    db = await asyncio.to_thread(Database.open, config.database)
+    try:
+        audit = await AuditLog.open(AuditConfig(data_dir=data_dir), SqlAuditStore(db))
+        try:
+            iam = Iam(SqlIamStore(db), IamConfig(issuer=config.url), audit)
+            try:
+                user, generated = await bootstrap_admin(iam, config.admin_email, admin_password)
+            except AdminExists:
+                return config.admin_email, None
+            return user.email, generated
+        finally:
+            await audit.aclose()
+    finally:
+        db.close()
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
@@ -99,6 +142,8 @@ class Node:
         self.url = config.url
         self.admin_url = ""
         self.port = config.port
+        # The first admin's generated password, shown once by the CLI (never logged).
+        self.generated_admin: tuple[str, str] | None = None
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down gracefully (what SIGTERM and SIGINT do)."""
@@ -107,6 +152,7 @@ class Node:
     async def run(
         self,
         *,
+        admin_password: str | None = None,
         demo: list[Path] | None = None,
         on_ready: Callable[[Node], None] | None = None,
         on_demo: Callable[[list[tuple[Path, Deployment | Exception]]], None] | None = None,
@@ -125,13 +171,14 @@ class Node:
                     loop.add_signal_handler(sig, self.request_stop)
                     stack.callback(loop.remove_signal_handler, sig)
 
+            tls = gateway_tls(config, data_dir)  # a bad certificate stops here, in one line
             public = reserve_port(config.host, config.port)
             stack.callback(public.close)
             self.port = public.getsockname()[1]
             self.url = (
                 config.public_url.rstrip("/")
                 if config.public_url
-                else (f"http://{config.host}:{self.port}")
+                else (f"{config.scheme}://{config.host}:{self.port}")
             )
 
             db = await asyncio.to_thread(Database.open, config.database)
@@ -142,12 +189,36 @@ class Node:
             catalog = Catalog(SqlCatalogStore(db))
             bundles = BundleStore(data_dir / "bundles")
 
+            iam, oidc = await _identity_services(config, self.url, db, audit)
+            try:
+                user, generated = await bootstrap_admin(iam, config.admin_email, admin_password)
+                if generated is not None:
+                    self.generated_admin = (user.email, generated)
+            except AdminExists:
+                pass  # the first admin was made before; nothing to do
+            feed = IdentityFeed(
+                iam, oidc, audit, issuer=self.url, cookie_name=iam.config.cookie_name
+            )
+            await feed.load()
+            iam.subscribe(feed.credentials_changed)
+            oidc.on_revoked(feed.tokens_revoked)
+            oidc.on_keys_changed(feed.keys_changed)
+            stack.push_async_callback(feed.aclose)
+
             control_token = secrets.token_urlsafe(32)
-            control = ControlServer(control_token, on_metrics=self._record_metrics)
+            control = ControlServer(
+                control_token,
+                on_metrics=self._record_metrics,
+                on_usage=feed.usage,
+                credentials_source=feed.full_message,
+            )
             control_address = await control.start()
             stack.push_async_callback(control.aclose)
 
             dataplane = DataPlane(control, drain_timeout=config.drain_timeout)
+            feed.bind(control, dataplane)
+            housekeeping = asyncio.create_task(feed.housekeeping(), name="identity")
+            stack.callback(housekeeping.cancel)
             supervisor = Supervisor(
                 RuntimeConfig(
                     data_dir=data_dir,
@@ -173,7 +244,26 @@ class Node:
 
             api_socket = bind_loopback()
             api_port = api_socket.getsockname()[1]
-            api = build_api(lifecycle, audit, token, self._info)
+            portal = portal_router(
+                iam,
+                lambda: launcher_apps(catalog),
+                PortalConfig(
+                    issuer=self.url,
+                    cookie_name=iam.config.cookie_name,
+                    cookie_secure=iam.config.cookie_secure,
+                    csrf_secret=secrets.token_bytes(32),
+                ),
+            )
+            extras = ApiExtras(
+                authenticator=ApiAuthenticator(token, iam, oidc),
+                routers=(
+                    iam_api.directory_router(iam),
+                    iam_api.clients_router(oidc),
+                    iam_api.oidc_router(oidc),
+                    portal,
+                ),
+            )
+            api = build_api(lifecycle, audit, token, self._info, extras)
             api_server = embedded_server(api, api_socket)
             api_task = asyncio.create_task(api_server.serve(sockets=[api_socket]), name="api")
             stack.push_async_callback(_stop_server, api_server, api_task)
@@ -187,7 +277,7 @@ class Node:
             stack.push_async_callback(_stop_server, admin_server, admin_task)
 
             dataplane.set_builtin(
-                [_api_route()],
+                [_api_route(), _portal_route()],
                 {
                     CONTROL_PLANE_APP: [
                         UpstreamInstance(
@@ -205,6 +295,7 @@ class Node:
                 token=control_token,
                 log_dir=data_dir / "logs" / "_gateway",
                 access_log=config.access_log,
+                tls=tls,
             )
             await workers.start()
             stack.push_async_callback(workers.aclose, config.stop_grace)
@@ -233,6 +324,7 @@ class Node:
             if on_ready is not None:
                 on_ready(self)
             if demo:
+                await _demo_groups(iam, config.admin_email)
                 results = await self._deploy_demo(lifecycle, demo)
                 if on_demo is not None:
                     on_demo(results)
@@ -285,6 +377,64 @@ async def _record_node(audit: AuditLog, action: str, node: Node) -> None:
                 "pid": os.getpid(),
             },
         )
+    )
+
+
+async def _identity_services(
+    config: NodeConfig, issuer: str, db: Database, audit: AuditLog
+) -> tuple[Iam, OidcProvider]:
+    """IAM (directory, sign-in, sessions, tokens) and the OpenID provider over the database."""
+    clock = SystemClock()
+    iam_config = IamConfig(
+        issuer=issuer,
+        session_idle=config.session_idle,
+        session_absolute=config.session_absolute,
+        cookie_secure=config.is_tls,
+    )
+    throttle = LoginThrottle(clock, ThrottlePolicy(max_delay=config.login_max_delay))
+    iam = Iam(SqlIamStore(db), iam_config, audit, clock=clock, throttle=throttle)
+    oidc_config = OidcConfig(
+        issuer=issuer,
+        propagation_delay=config.key_propagation,
+        session_cookie=iam_config.cookie_name,
+    )
+    oidc_store = SqlOidcStore(db)
+    keys = await KeyRing.load(
+        oidc_store,
+        clock=clock,
+        propagation_delay=oidc_config.propagation_delay,
+        lifetime=oidc_config.max_token_lifetime,
+    )
+    oidc = OidcProvider(oidc_store, keys, iam, audit, oidc_config, clock=clock)
+    await oidc.load()
+    return iam, oidc
+
+
+# The demo fleet's apps admit these groups (examples/*/courtyard.yaml); the first admin joins
+# them so that `make run` shows a launcher with every demo app.
+_DEMO_GROUPS = {"finance": "Finance", "ops": "Operations", "platform": "Platform team"}
+
+
+async def _demo_groups(iam: Iam, admin_email: str) -> None:
+    existing = {group.name: group for group in await iam.list_groups()}
+    admin = await iam.get_user(admin_email)
+    for name, title in _DEMO_GROUPS.items():
+        group = existing.get(name) or await iam.create_group(None, name, title)
+        if admin.id not in group.members:
+            await iam.add_member(None, name, admin.id)
+
+
+def _portal_route() -> Route:
+    """Everything no app claims goes to the control plane: the launcher, sign-in pages and the
+    OpenID provider (the longest prefix wins, so apps keep their paths)."""
+    return Route(
+        app=CONTROL_PLANE_APP,
+        path="/",
+        host=None,
+        strip_prefix=False,
+        max_body_bytes=1024 * 1024,
+        connect_timeout=2.0,
+        response_timeout=60.0,
     )
 
 

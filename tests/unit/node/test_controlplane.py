@@ -150,7 +150,7 @@ async def test_denials_and_changes_land_in_the_audit_trail(
     assert deny["requestId"] == "r-9"
     assert "nope" not in str(items)  # the credential never enters the trail
     deploy = next(e for e in items if e["action"] == "app.deploy")
-    assert deploy["actor"]["id"] == "admin"
+    assert deploy["actor"]["id"] == "svc:node-admin"
     verified = (await http.get("/api/v1/audit/verify")).json()
     assert verified["ok"] is True
 
@@ -170,6 +170,6 @@ async def test_retention_archives_and_the_trail_still_verifies(
     assert (await http.get("/api/v1/audit/1")).status_code == 410
     assert (await http.get("/api/v1/audit/verify")).json()["ok"] is True
     items = (await http.get("/api/v1/audit", params={"action": "audit.archive"})).json()
-    assert [e["actor"]["id"] for e in items["entries"]] == ["admin"]
+    assert [e["actor"]["id"] for e in items["entries"]] == ["svc:node-admin"]
     refused = await http.post("/api/v1/audit/archive", params={"before": 0})
     assert refused.status_code == 422
