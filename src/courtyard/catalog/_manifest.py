@@ -55,6 +55,8 @@ RESERVED_PREFIXES = (
     "/.well-known/",
     "/login/",
     "/logout/",
+    "/account/",
+    "/portal/",
     "/healthz/",
     "/readyz/",
     "/metrics/",

@@ -135,7 +135,7 @@ def safe_next(value: str | None, default: str = "/") -> str:
         return default
     # Browsers drop tabs and newlines and treat "\" as "/"; "%2F%2F" or "%5C" at the start
     # could be decoded by a later hop into "//".
-    head = value[:3].lower()
+    head = value[:4].lower()
     if head.startswith(("/%2f", "/%5c")):
         return default
     return value
