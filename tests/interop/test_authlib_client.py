@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from authlib.integrations.base_client.errors import OAuthError
 from harness import write_app
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -102,7 +103,11 @@ def test_authlib_code_flow_with_pkce(tmp_path: Path) -> None:
             assert userinfo.json()["sub"] == person.id
             assert userinfo.json()["name"] == person.name
 
-            # The code is single use (RFC 6749 §4.1.2): a replay gets invalid_grant.
+            renewed = oauth.refresh_token(metadata["token_endpoint"])
+            assert renewed["access_token"] != token["access_token"]
+
+            # The code is single use (RFC 6749 §4.1.2): a replay gets invalid_grant, and every
+            # token issued from it is revoked (RFC 9700 §4.5.3), the rotated ones included.
             replay = httpx.post(
                 metadata["token_endpoint"],
                 data={
@@ -116,9 +121,8 @@ def test_authlib_code_flow_with_pkce(tmp_path: Path) -> None:
             )
             assert replay.status_code == 400, replay.text
             assert replay.json()["error"] == "invalid_grant"
-
-            renewed = oauth.refresh_token(metadata["token_endpoint"])
-            assert renewed["access_token"] != token["access_token"]
+            with pytest.raises(OAuthError, match="invalid_grant"):
+                oauth.refresh_token(metadata["token_endpoint"])
 
 
 def test_authorize_refuses_a_wrong_pkce_verifier(tmp_path: Path) -> None:

@@ -398,6 +398,11 @@ def directory_router(iam: Iam) -> APIRouter:
         _require_reader(caller_of(request), "list groups")
         return [group_document(g) for g in await iam.list_groups()]
 
+    @api.get("/groups/{name}", summary="One group and its members")
+    async def get_group(request: Request, name: str) -> GroupDocument:
+        _require_reader(caller_of(request), "read groups")
+        return group_document(await iam.get_group(name))
+
     @api.delete("/groups/{name}", status_code=204, summary="Delete a group")
     async def delete_group(request: Request, name: str) -> Response:
         caller = caller_of(request)
