@@ -15,6 +15,7 @@ check:
 
 integration:
 	@scripts/install
+	@scripts/install-extras
 	@scripts/test --integration
 
 bench:

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from harness import NodeProcess, wait_for, write_app
 
+from interop.sso_testkit import create_user
+
 pytestmark = pytest.mark.slow
 
 
@@ -37,11 +39,22 @@ def test_demo_fleet_answers_through_one_port(node_factory: Any) -> None:
         apps = api.get("/api/v1/apps").json()
         owners = {a["name"]: a["owner"] for a in apps}
     assert len(set(owners.values())) >= 3  # each demo app has its own owner
+    # Every demo app is private: a member of all three teams opens them with an API token,
+    # and each greets them by the name in the gateway's signed assertion.
+    dana = create_user(
+        node, "dana@example.com", "Dana Fleet", groups=("finance", "ops", "platform")
+    )
+    with node.api() as api:
+        issued = api.post(f"/api/v1/users/{dana.id}/tokens", json={"name": "fleet test"})
+        assert issued.status_code == 201, issued.text
+        token = issued.json()["token"]
     with httpx.Client(base_url=node.url, timeout=10) as client:
         for name in owners:
-            response = client.get(f"/apps/{name}/")
+            assert client.get(f"/apps/{name}/").status_code == 401  # default deny
+            response = client.get(f"/apps/{name}/", headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 200, (name, response.text)
             assert response.headers.get("x-request-id")
+            assert "Dana Fleet" in response.text
         assert client.get("/apps/no-such-app/").status_code == 404
         assert client.get("/healthz").json() == {"status": "ok"}
     status = node.cli("status")

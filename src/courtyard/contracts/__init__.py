@@ -25,6 +25,7 @@ from courtyard.contracts._identity import (
 from courtyard.contracts._messages import (
     AppliedMessage,
     ControlMessage,
+    CredentialsAppliedMessage,
     CredentialsMessage,
     DrainedMessage,
     HelloMessage,
@@ -57,6 +58,7 @@ __all__ = [
     "AppUpstream",
     "AppliedMessage",
     "ControlMessage",
+    "CredentialsAppliedMessage",
     "CredentialsMessage",
     "DrainedMessage",
     "GatewayAuth",

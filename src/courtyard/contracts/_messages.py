@@ -44,10 +44,19 @@ class CredentialsMessage(TypedDict):
     """
 
     type: Literal["credentials"]
+    seq: int  # set by the control channel: increases with every message; workers echo it
     full: bool  # True: replace the whole table (and the revoked list) with this message
     upsert: list[GatewayCredential]
     revoke: list[str]  # credential keys
     revoked_jti: list[str]  # `jti` of revoked JWT access tokens (until they expire anyway)
+
+
+class CredentialsAppliedMessage(TypedDict):
+    """A worker has applied every credentials message up to ``seq``: a session made or
+    revoked before that point is in force there."""
+
+    type: Literal["credentials_applied"]
+    seq: int
 
 
 class UsageMessage(TypedDict):
@@ -90,5 +99,6 @@ ControlMessage = (
     | DrainedMessage
     | MetricsMessage
     | CredentialsMessage
+    | CredentialsAppliedMessage
     | UsageMessage
 )

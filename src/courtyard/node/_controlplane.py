@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -41,12 +41,22 @@ def _problem_response(status: int, document: dict[str, Any], **headers: str) -> 
 _ANONYMOUS = Actor(kind="user", id="anonymous")
 
 
+class CredentialSync(Protocol):
+    """Where credential changes stand on their way to the gateway workers (IdentityFeed)."""
+
+    def mark(self) -> int: ...
+
+    async def settle(self, since: int, timeout: float = 1.0) -> None: ...
+
+
 @dataclass(frozen=True)
 class ApiExtras:
-    """What IAM adds to the control plane: who callers are, and its own routers."""
+    """What IAM adds to the control plane: who callers are, its own routers, and the sync
+    that holds an answer until the gateway enforces the credentials it changed."""
 
     authenticator: ApiAuthenticator
     routers: Sequence[APIRouter] = field(default_factory=tuple)
+    credentials: CredentialSync | None = None
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -116,6 +126,21 @@ def build_api(
 
     app.include_router(lifecycle_api.router(lifecycle))
     app.include_router(catalog_api.router(lifecycle.catalog))
+    sync = extras.credentials if extras is not None else None
+    if sync is not None:
+
+        @app.middleware("http")
+        async def settle_credentials(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            # A sign-in answers with a redirect into an app, a new token is used at once, a
+            # revoked session must stop working: so a change reaches every gateway worker
+            # before its answer leaves (at most a second; see IdentityFeed.settle).
+            before = sync.mark()
+            response = await call_next(request)
+            await sync.settle(before)
+            return response
+
     app.include_router(audit_api.router(audit))
     for extra in extras.routers if extras is not None else ():
         app.include_router(extra)

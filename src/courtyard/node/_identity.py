@@ -50,7 +50,9 @@ class KeySource(Protocol):
 class CredentialChannel(Protocol):
     """Where credential changes go (the control channel's server)."""
 
-    def publish_credentials(self, message: CredentialsMessage) -> None: ...
+    def publish_credentials(self, message: CredentialsMessage) -> int: ...
+
+    async def wait_credentials(self, seq: int, timeout: float) -> bool: ...
 
 
 class AuthPublisher(Protocol):
@@ -84,6 +86,7 @@ class IdentityFeed:
         self._channel: CredentialChannel | None = None
         self._auth: AuthPublisher | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._sent = 0  # seq of the last credentials message published
 
     def gateway_auth(self) -> GatewayAuth:
         """The identity settings for the next gateway snapshot."""
@@ -104,6 +107,7 @@ class IdentityFeed:
         """Everything a newly connected worker must know."""
         return CredentialsMessage(
             type="credentials",
+            seq=0,
             full=True,
             upsert=list(self._table.values()),
             revoke=[],
@@ -120,7 +124,12 @@ class IdentityFeed:
             self._table.pop(key, None)
         self._send(
             CredentialsMessage(
-                type="credentials", full=False, upsert=upserts, revoke=revoked, revoked_jti=[]
+                type="credentials",
+                seq=0,
+                full=False,
+                upsert=upserts,
+                revoke=revoked,
+                revoked_jti=[],
             )
         )
 
@@ -132,7 +141,7 @@ class IdentityFeed:
         self._revoked.update(fresh)
         self._send(
             CredentialsMessage(
-                type="credentials", full=False, upsert=[], revoke=[], revoked_jti=fresh
+                type="credentials", seq=0, full=False, upsert=[], revoke=[], revoked_jti=fresh
             )
         )
 
@@ -145,7 +154,23 @@ class IdentityFeed:
 
     def _send(self, message: CredentialsMessage) -> None:
         if self._channel is not None:
-            self._channel.publish_credentials(message)
+            self._sent = self._channel.publish_credentials(message)
+
+    def mark(self) -> int:
+        """Where the credential stream is now (see :meth:`settle`)."""
+        return self._sent
+
+    async def settle(self, since: int, timeout: float = 1.0) -> None:
+        """If credentials changed after ``since``, wait (at most ``timeout``) until every
+        worker applied them: the control plane answers a sign-in, a new token or a revocation
+        only once the gateway enforces it."""
+        channel = self._channel
+        if (
+            channel is not None
+            and self._sent > since
+            and not await channel.wait_credentials(self._sent, timeout)
+        ):
+            log.warning("gateway workers did not apply credentials within %.1f s", timeout)
 
     # -- reports from the workers --------------------------------------------------------
 

@@ -262,6 +262,7 @@ class Node:
                     iam_api.oidc_router(oidc),
                     portal,
                 ),
+                credentials=feed,
             )
             api = build_api(lifecycle, audit, token, self._info, extras)
             api_server = embedded_server(api, api_socket)

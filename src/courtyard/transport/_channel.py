@@ -55,6 +55,7 @@ class _Worker:
     writer: asyncio.StreamWriter
     applied: int = 0
     drained: int = 0
+    credentials: int = -1  # seq of the last credentials message the worker applied
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -80,6 +81,7 @@ class ControlServer:
         self._on_worker_gone = on_worker_gone
         self._on_usage = on_usage
         self._credentials_source = credentials_source
+        self._credentials_seq = 0
         self._snapshot: GatewaySnapshot = empty_snapshot()
         self._workers: dict[int, _Worker] = {}
         self._server: asyncio.Server | None = None
@@ -131,15 +133,35 @@ class ControlServer:
             with contextlib.suppress(ConnectionError):
                 worker.writer.write(line)
 
-    def publish_credentials(self, message: CredentialsMessage) -> None:
-        """Send a credentials change (or a full table) to every connected worker.
+    def publish_credentials(self, message: CredentialsMessage) -> int:
+        """Send a credentials change (or a full table) to every connected worker; returns the
+        message's sequence number, for :meth:`wait_credentials`.
 
         A worker that connects later gets the full table from ``credentials_source``.
         """
+        self._credentials_seq += 1
+        message["seq"] = self._credentials_seq
         line = _encode(message)
         for worker in list(self._workers.values()):
             with contextlib.suppress(ConnectionError):
                 worker.writer.write(line)
+        return self._credentials_seq
+
+    async def wait_credentials(self, seq: int, timeout: float) -> bool:
+        """Wait until every connected worker has applied credentials message ``seq`` (so a
+        session just made works, and one just revoked is refused, on every worker); False on
+        timeout. Workers that disconnect meanwhile no longer count."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    pending = [w for w in self._workers.values() if w.credentials < seq]
+                    if not pending:
+                        return True
+                    waiter = pending[0]
+                    waiter.changed.clear()
+                    await waiter.changed.wait()
+        except TimeoutError:
+            return False
 
     async def wait_drained(self, version: int, timeout: float) -> bool:
         """Wait until every connected worker has drained ``version``; False on timeout.
@@ -180,7 +202,9 @@ class ControlServer:
             if self._credentials_source is not None:
                 # Same writer, same turn of the loop: no change published meanwhile can
                 # arrive before the table it changes.
-                writer.write(_encode(self._credentials_source()))
+                table = self._credentials_source()
+                table["seq"] = self._credentials_seq
+                writer.write(_encode(table))
             while line := await reader.readline():
                 self._handle(worker, json.loads(line))
         except (ConnectionError, TimeoutError, json.JSONDecodeError, ValueError, KeyError) as exc:
@@ -204,6 +228,8 @@ class ControlServer:
             worker.drained = max(worker.drained, int(message["version"]))
             worker.applied = max(worker.applied, worker.drained)
             self._joined.set()
+        elif kind == "credentials_applied":
+            worker.credentials = max(worker.credentials, int(message["seq"]))
         elif kind == "metrics" and self._on_metrics is not None:
             self._on_metrics(worker.worker, cast(MetricsMessage, message)["metrics"])
         elif kind == "usage" and self._on_usage is not None:
@@ -249,8 +275,10 @@ class ControlClient:
                     snapshot = cast(GatewaySnapshot, message["snapshot"])
                     await on_snapshot(snapshot)
                     self._send({"type": "applied", "version": snapshot["version"]})
-                elif message.get("type") == "credentials" and on_credentials is not None:
-                    on_credentials(cast(CredentialsMessage, message))
+                elif message.get("type") == "credentials":
+                    if on_credentials is not None:
+                        on_credentials(cast(CredentialsMessage, message))
+                    self._send({"type": "credentials_applied", "seq": int(message.get("seq", 0))})
         finally:
             self.close()
         raise ChannelClosed("the control plane closed the channel")

@@ -628,6 +628,7 @@ def credentials(
 ) -> CredentialsMessage:
     return CredentialsMessage(
         type="credentials",
+        seq=0,
         full=full,
         upsert=list(upsert),
         revoke=revoke or [],

@@ -85,7 +85,7 @@ async def test_drain_wait_ends_when_worker_leaves_and_times_out_otherwise() -> N
 
 def _credentials(full: bool, keys: list[str]) -> CredentialsMessage:
     return CredentialsMessage(
-        type="credentials", full=full, upsert=[], revoke=keys, revoked_jti=["j"]
+        type="credentials", seq=0, full=full, upsert=[], revoke=keys, revoked_jti=["j"]
     )
 
 
@@ -120,12 +120,13 @@ async def test_credentials_follow_the_first_snapshot_and_changes_reach_every_wor
     assert order[:2] == ["snapshot", "credentials"]
     assert received[1] == [_credentials(True, ["full"])]
 
-    server.publish_credentials(_credentials(False, ["gone"]))
-    for _ in range(500):
-        if all(len(messages) == 2 for messages in received.values()):
-            break
-        await asyncio.sleep(0.01)
-    assert received[1][1] == received[2][1] == _credentials(False, ["gone"])
+    seq = server.publish_credentials(_credentials(False, ["gone"]))
+    assert seq == 1
+    # The publisher can wait until every worker has the change in force.
+    assert await server.wait_credentials(seq, timeout=5)
+    assert all(len(messages) == 2 for messages in received.values())
+    assert received[1][1] == received[2][1] == {**_credentials(False, ["gone"]), "seq": 1}
+    assert not await server.wait_credentials(seq + 1, timeout=0.05)  # nothing sent yet
 
     report = UsageMessage(type="usage", worker=99, used=["k"], denials=[])
     clients[1].usage(report)
