@@ -37,7 +37,10 @@ def embedded_server(app: Any, sock: socket.socket) -> EmbeddedServer:
 
 def bind_loopback(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A bound, listening TCP socket (for the node's own internal servers)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
+    # and accepted sockets inherit 0 otherwise; without it uvicorn's separate header and body
+    # writes meet Nagle and the peer's delayed ACK, 40 ms per response (RFC 1122 §4.2.3.2).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
