@@ -8,11 +8,11 @@ and the OpenID provider are served from here too, through the gateway's one port
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,30 +23,18 @@ from courtyard.audit import api as audit_api
 from courtyard.catalog import CatalogError
 from courtyard.catalog import api as catalog_api
 from courtyard.core import problem
-from courtyard.iam import IamError, Principal
+from courtyard.iam import IamError
 from courtyard.iam import api as iam_api
 from courtyard.lifecycle import AppNotDeployable, DeployRefused, Lifecycle
 from courtyard.lifecycle import api as lifecycle_api
-from courtyard.node._apiauth import ApiAuthenticator, permits
+from courtyard.node._apiauth import ApiAuthenticator
+from courtyard.node._guards import (
+    CredentialsGuard,
+    CredentialSync,
+    SettleCredentials,
+    problem_response,
+)
 from courtyard.runtime import AppNotRunning, SupervisorError
-
-PROBLEM_JSON = "application/problem+json"
-_OPEN_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/docs"})
-
-
-def _problem_response(status: int, document: dict[str, Any], **headers: str) -> JSONResponse:
-    return JSONResponse(document, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-_ANONYMOUS = Actor(kind="user", id="anonymous")
-
-
-class CredentialSync(Protocol):
-    """Where credential changes stand on their way to the gateway workers (IdentityFeed)."""
-
-    def mark(self) -> int: ...
-
-    async def settle(self, since: int, timeout: float = 1.0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,11 +45,6 @@ class ApiExtras:
     authenticator: ApiAuthenticator
     routers: Sequence[APIRouter] = field(default_factory=tuple)
     credentials: CredentialSync | None = None
-
-
-def actor_of(principal: Principal) -> Actor:
-    """The audit trail's name for a caller."""
-    return Actor(kind=principal.kind, id=principal.id, auth=principal.auth)
 
 
 def build_api(
@@ -96,51 +79,13 @@ def build_api(
             )
         )
 
-    @app.middleware("http")
-    async def require_credentials(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path.startswith("/api/") and path not in _OPEN_PATHS:
-            header = request.headers.get("authorization", "")
-            principal = await authenticator.authenticate(header) if header else None
-            if principal is None:
-                await deny(
-                    request, _ANONYMOUS, "invalid credentials" if header else "no credentials"
-                )
-                return _problem_response(
-                    401,
-                    dict(problem(401, "Unauthorized", "this API needs a valid bearer token")),
-                    **{"WWW-Authenticate": 'Bearer realm="courtyard"'},
-                )
-            if not permits(principal, request.method, path):
-                await deny(
-                    request, actor_of(principal), "the caller's roles do not allow this call"
-                )
-                return _problem_response(
-                    403, dict(problem(403, "Forbidden", "your roles do not allow this call"))
-                )
-            request.state.principal = principal
-            request.state.actor = actor_of(principal)
-        return await call_next(request)
+    app.add_middleware(CredentialsGuard, authenticator=authenticator, deny=deny)
+    sync = extras.credentials if extras is not None else None
+    if sync is not None:
+        app.add_middleware(SettleCredentials, sync=sync)
 
     app.include_router(lifecycle_api.router(lifecycle))
     app.include_router(catalog_api.router(lifecycle.catalog))
-    sync = extras.credentials if extras is not None else None
-    if sync is not None:
-
-        @app.middleware("http")
-        async def settle_credentials(
-            request: Request, call_next: Callable[[Request], Awaitable[Response]]
-        ) -> Response:
-            # A sign-in answers with a redirect into an app, a new token is used at once, a
-            # revoked session must stop working: so a change reaches every gateway worker
-            # before its answer leaves (at most a second; see IdentityFeed.settle).
-            before = sync.mark()
-            response = await call_next(request)
-            await sync.settle(before)
-            return response
-
     app.include_router(audit_api.router(audit))
     for extra in extras.routers if extras is not None else ():
         app.include_router(extra)
@@ -152,33 +97,33 @@ def build_api(
     @app.exception_handler(CatalogError)
     async def catalog_error(_: Request, exc: CatalogError) -> JSONResponse:
         status, document = catalog_api.problem_for(exc)
-        return _problem_response(status, dict(document))
+        return problem_response(status, dict(document))
 
     @app.exception_handler(IamError)
     async def iam_error(_: Request, exc: IamError) -> JSONResponse:
         status, document = iam_api.problem_for(exc)
-        return _problem_response(status, dict(document))
+        return problem_response(status, dict(document))
 
     @app.exception_handler(AuditError)
     async def audit_error(_: Request, exc: AuditError) -> JSONResponse:
         status, document = audit_api.problem_for(exc)
-        return _problem_response(status, dict(document))
+        return problem_response(status, dict(document))
 
     @app.exception_handler(AppNotDeployable)
     async def not_deployable(_: Request, exc: AppNotDeployable) -> JSONResponse:
-        return _problem_response(409, dict(problem(409, "Not runnable", str(exc))))
+        return problem_response(409, dict(problem(409, "Not runnable", str(exc))))
 
     @app.exception_handler(DeployRefused)
     async def deploy_refused(_: Request, exc: DeployRefused) -> JSONResponse:
-        return _problem_response(400, dict(problem(400, "Bad deploy request", str(exc))))
+        return problem_response(400, dict(problem(400, "Bad deploy request", str(exc))))
 
     @app.exception_handler(AppNotRunning)
     async def not_running(_: Request, exc: AppNotRunning) -> JSONResponse:
-        return _problem_response(409, dict(problem(409, "App not running", str(exc))))
+        return problem_response(409, dict(problem(409, "App not running", str(exc))))
 
     @app.exception_handler(SupervisorError)
     async def supervisor_error(_: Request, exc: SupervisorError) -> JSONResponse:
-        return _problem_response(409, dict(problem(409, "Runtime refused", str(exc))))
+        return problem_response(409, dict(problem(409, "Runtime refused", str(exc))))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -186,7 +131,7 @@ def build_api(
             {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
             for e in exc.errors()
         ]
-        return _problem_response(
+        return problem_response(
             422,
             dict(
                 problem(422, "Invalid request", "the request does not fit the API", errors=errors)
@@ -196,7 +141,7 @@ def build_api(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        return _problem_response(
+        return problem_response(
             exc.status_code, dict(problem(exc.status_code, title, str(exc.detail)))
         )
 
