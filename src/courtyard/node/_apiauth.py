@@ -11,7 +11,8 @@ import hmac
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from courtyard.iam import DEFAULT_TOKEN_PREFIX, Principal
+from courtyard.contracts import GATEWAY_AUDIENCE
+from courtyard.iam import DEFAULT_TOKEN_PREFIX, Principal, User
 
 # The node's own admin token (<data-dir>/admin.token): the CLI on this machine uses it.
 NODE_ADMIN = Principal(
@@ -35,6 +36,8 @@ class TokenUsers(Protocol):
     async def authenticate_token(self, presented: str) -> Principal | None: ...
 
     async def principal_of(self, ref: str) -> Principal: ...
+
+    async def get_user(self, ref: str) -> User: ...
 
 
 class AccessTokens(Protocol):
@@ -79,6 +82,9 @@ class ApiAuthenticator:
 
 async def _token_principal(users: TokenUsers, claims: dict[str, Any]) -> Principal | None:
     """The caller an OAuth access token speaks for (RFC 9068 §2.2), narrowed to its scopes."""
+    aud = claims.get("aud")
+    if GATEWAY_AUDIENCE not in (aud if isinstance(aud, list) else [aud]):
+        return None  # issued for one app only: not for the platform API (RFC 9068 §4)
     subject = str(claims.get("sub", ""))
     scopes = tuple(str(claims.get("scope", "")).split())
     if subject.startswith("svc:"):
@@ -96,6 +102,8 @@ async def _token_principal(users: TokenUsers, claims: dict[str, Any]) -> Princip
             scopes=scopes,
         )
     try:
+        if (await users.get_user(subject)).status != "active":
+            return None  # a disabled user's token stops with their sessions and API tokens
         principal = await users.principal_of(subject)
     except Exception:  # a deleted user's token must fail closed, whatever IAM raises
         return None

@@ -105,6 +105,8 @@ class IdentityFeed:
 
     def full_message(self) -> CredentialsMessage:
         """Everything a newly connected worker must know."""
+        # The provider's list drops tokens that have expired anyway, so this one stays small.
+        self._revoked = set(self._keys.revoked_jti())
         return CredentialsMessage(
             type="credentials",
             seq=0,
