@@ -31,9 +31,11 @@ TOTP_PERIOD = 30
 
 
 @contextlib.contextmanager
-def running_node(data_dir: Path, *, extra: list[str] | None = None) -> Iterator[NodeProcess]:
+def running_node(
+    data_dir: Path, *, extra: list[str] | None = None, workers: int = 1
+) -> Iterator[NodeProcess]:
     """A started node, stopped (and its process group killed) afterwards."""
-    node = NodeProcess(data_dir, extra=extra)
+    node = NodeProcess(data_dir, workers=workers, extra=extra)
     try:
         yield node.start()
     finally:

@@ -16,6 +16,7 @@ Error tree::
         ├── MalformedTotpSecret
         ├── MalformedApiToken
         ├── UserNotFound
+        ├── UserDisabled
         ├── GroupNotFound
         ├── ServiceAccountNotFound
         ├── TokenNotFound
@@ -60,6 +61,7 @@ from courtyard.iam._errors import (
     SessionNotFound,
     TokenNotFound,
     TotpError,
+    UserDisabled,
     UserNotFound,
     WeakHashParameters,
     WeakPassword,
@@ -171,6 +173,7 @@ __all__ = [
     "TotpError",
     "TotpVerifier",
     "User",
+    "UserDisabled",
     "UserNotFound",
     "WeakHashParameters",
     "WeakPassword",

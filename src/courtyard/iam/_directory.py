@@ -19,6 +19,7 @@ from courtyard.iam._errors import (
     InvalidName,
     InvalidRole,
     InvalidSubject,
+    UserDisabled,
 )
 from courtyard.iam._models import (
     Group,
@@ -263,10 +264,16 @@ class DirectoryOps(IamBase):
         self._notify([], [t.lookup_hash for t in tokens if t.revoked_at is None])
 
     async def principal_of(self, ref: str) -> Principal:
-        """The principal ``ref`` names: a user id or e-mail, or ``svc:<name>``."""
+        """The principal ``ref`` names: a user id or e-mail, or ``svc:<name>``.
+
+        Raises UserDisabled for a disabled user: tokens issued before they were disabled
+        (OAuth access and refresh tokens) must stop speaking for them.
+        """
         if ref.startswith(("svc:", "service:")):
             return await self._service_principal(ref.partition(":")[2], auth="token")
         record = await self._user(ref)
+        if record.status != "active":
+            raise UserDisabled(ref)
         return await self._run(user_principal, self._store, record, "oidc", None, ())
 
 

@@ -92,6 +92,14 @@ class UserNotFound(IamError):
         self.ref = ref
 
 
+class UserDisabled(IamError):
+    """The user ``ref`` exists but is disabled: nothing may act for them."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"user {ref!r} is disabled")
+        self.ref = ref
+
+
 class GroupNotFound(IamError):
     """No group is called ``name``."""
 

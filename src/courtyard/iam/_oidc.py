@@ -160,7 +160,8 @@ class OidcProvider(TokenEndpoints):
             caller,
             "keys.rotate",
             f"signing-key:{info.id}",
-            details={"propagation_delay": self._keys.propagation_delay},
+            # A string: the trail records no fractional numbers, and the setting is a float.
+            details={"propagation_delay": f"{self._keys.propagation_delay:g}s"},
         )
         return info
 

@@ -34,6 +34,7 @@ from courtyard.iam._errors import (
     SessionNotFound,
     TokenNotFound,
     TotpError,
+    UserDisabled,
     UserNotFound,
     WeakPassword,
 )
@@ -497,6 +498,8 @@ def _classify(error: IamError) -> tuple[int, str, dict[str, Any]]:
             return 403, "Forbidden", {}
         case UserNotFound():
             return 404, "User not found", {"user": error.ref}
+        case UserDisabled():
+            return 409, "User disabled", {"user": error.ref}
         case GroupNotFound():
             return 404, "Group not found", {"group": error.name}
         case ServiceAccountNotFound():

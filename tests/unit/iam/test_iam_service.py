@@ -20,6 +20,7 @@ from courtyard.iam import (
     SessionNotFound,
     TotpError,
     TotpVerifier,
+    UserDisabled,
     UserNotFound,
     WeakPassword,
     bootstrap_admin,
@@ -297,7 +298,11 @@ async def test_disabling_or_deleting_a_user_cuts_their_credentials(iam: Iam) -> 
     assert set(feed.revoked) == {sha(outcome.cookie), sha(token)}
     assert await iam.authenticate_token(token) is None
     assert (await iam.login("ada@example.com", PASSWORD, client="c")).status == "failed"
+    # OAuth tokens resolve their subject through principal_of: it refuses a disabled user.
+    with pytest.raises(UserDisabled):
+        await iam.principal_of(ada.id)
     await iam.update_user(None, ada.id, status="active")
+    assert (await iam.principal_of(ada.id)).id == ada.id
     assert await iam.authenticate_token(token) is not None
     await iam.delete_user(None, ada.id)
     assert await iam.authenticate_token(token) is None

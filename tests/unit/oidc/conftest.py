@@ -152,7 +152,7 @@ def audit() -> FakeAudit:
 
 @pytest.fixture
 def config() -> OidcConfig:
-    return OidcConfig(issuer=ISSUER, propagation_delay=0)
+    return OidcConfig(issuer=ISSUER, propagation_delay=0.0)  # a float, as the node passes it
 
 
 @pytest.fixture
