@@ -85,9 +85,22 @@ class CredentialsGuard:
             await answer(scope, receive, send)
             return
         state = scope.setdefault("state", {})
+        actor = actor_of(principal)
         state["principal"] = principal
-        state["actor"] = actor_of(principal)
-        await self.app(scope, receive, send)
+        state["actor"] = actor
+        refused = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal refused
+            if message["type"] == "http.response.start" and message["status"] == 403:
+                refused = True
+            await send(message)
+
+        await self.app(scope, receive, send_watched)
+        if refused:
+            # A router's own refusal (e.g. a non-admin managing users) is a denied access
+            # decision too, and every one of those is audited.
+            await self.deny(Request(scope), actor, "the API refused the caller (403)")
 
 
 class SettleCredentials:

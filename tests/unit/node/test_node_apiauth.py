@@ -271,6 +271,13 @@ async def test_the_directory_router_is_mounted_and_checks_its_callers(api: Api, 
     refused = await api.http.get("/api/v1/users", headers={"Authorization": f"Bearer {pat}"})
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
+    # The router's own refusal is audited like the guard's.
+    entries = (
+        await api.http.get("/api/v1/audit", params={"action": "access.deny"}, headers=admin)
+    ).json()["entries"]
+    assert [(e["actor"]["id"], e["target"]) for e in entries] == [
+        (user.id, "api:GET /api/v1/users")
+    ]
     anonymous = await api.http.get("/api/v1/users")
     assert anonymous.status_code == 401
     assert "/api/v1/users" in (await api.http.get("/api/v1/openapi.json")).json()["paths"]
