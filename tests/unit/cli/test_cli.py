@@ -100,3 +100,31 @@ def test_init_creates_token_and_database(tmp_path: Path) -> None:
     first = token.read_text()
     assert runner.invoke(app, ["init", "--data-dir", str(data)]).exit_code == 0
     assert token.read_text() == first  # init twice keeps the credential
+
+
+def test_init_creates_the_first_admin_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = runner.invoke(
+        app, ["init", "--data-dir", str(data), "--admin-email", "root@example.com"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Platform admin root@example.com, password" in result.output
+    password = result.output.split("password", 1)[1].split()[0]
+    assert len(password) >= 20  # generated: 18 random bytes, shown once
+    again = runner.invoke(
+        app, ["init", "--data-dir", str(data), "--admin-email", "root@example.com"]
+    )
+    assert again.exit_code == 0, again.output
+    assert "password" not in again.output  # never shown twice, never replaced
+
+
+def test_init_takes_the_admin_password_from_the_environment(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = runner.invoke(
+        app,
+        ["init", "--data-dir", str(data)],
+        env={"COURTYARD_ADMIN_PASSWORD": "correct-horse-battery-staple"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "Platform admin admin@example.com" in result.output
+    assert "correct-horse-battery-staple" not in result.output
