@@ -29,6 +29,12 @@ NODE_ADMIN = Principal(
 
 _READERS = ("platform-admin", "auditor")
 
+# What a scoped API token or an OAuth access token may reach: an area and read or write
+# ("write" includes "read"). An API token without scopes may do all its owner may; an OAuth
+# access token needs an API scope explicitly (OWASP ASVS V8.1: least privilege), so the
+# openid/profile tokens an app's client holds never reach the platform API.
+API_SCOPES = ("apps:read", "apps:write", "audit:read", "audit:write", "iam:read", "iam:write")
+
 
 class TokenUsers(Protocol):
     """What the authenticator needs of IAM (courtyard.iam.Iam)."""
@@ -118,8 +124,23 @@ def permits(principal: Principal, method: str, path: str) -> bool:
     signed-in caller, the audit trail a platform admin or auditor, changes a platform admin.
     """
     reading = method in ("GET", "HEAD")
+    if not _scopes_allow(principal, reading, path):
+        return False
     if path.startswith("/api/v1/audit"):
         return principal.is_admin or (reading and any(r in principal.roles for r in _READERS))
     if path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node")):
         return reading or principal.is_admin
     return True
+
+
+def _scopes_allow(principal: Principal, reading: bool, path: str) -> bool:
+    scopes = principal.scopes
+    if (not scopes and principal.auth != "oidc") or path == "/api/v1/me":
+        return True  # who-am-I needs no scope
+    if path.startswith("/api/v1/audit"):
+        area = "audit"
+    elif path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node")):
+        area = "apps"
+    else:
+        area = "iam"
+    return f"{area}:write" in scopes or (reading and f"{area}:read" in scopes)

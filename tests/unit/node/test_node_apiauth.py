@@ -3,6 +3,7 @@ real IAM service and OpenID provider, the access rule, and the API with IAM's ro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,30 @@ def test_permits(method: str, path: str, nobody: bool, auditor: bool, admin: boo
     assert permits(principal("auditor"), method, path) is auditor
     assert permits(principal("platform-admin"), method, path) is admin
     assert permits(NODE_ADMIN, method, path) is True
+
+
+@pytest.mark.parametrize(
+    ("scopes", "auth", "method", "path", "allowed"),
+    [
+        ((), "token", "POST", "/api/v1/apps", True),  # an unscoped API token: all its owner may
+        (("apps:read",), "token", "GET", "/api/v1/apps", True),
+        (("apps:read",), "token", "POST", "/api/v1/apps", False),
+        (("apps:write",), "token", "POST", "/api/v1/apps", True),
+        (("apps:write",), "token", "GET", "/api/v1/audit", False),
+        (("audit:read",), "token", "GET", "/api/v1/audit", True),
+        (("iam:read",), "token", "POST", "/api/v1/users", False),
+        (("iam:write",), "token", "POST", "/api/v1/users", True),
+        (("apps:read",), "token", "GET", "/api/v1/me", True),  # who-am-I needs no scope
+        (("openid", "profile"), "oidc", "GET", "/api/v1/apps", False),  # no API scope
+        ((), "oidc", "GET", "/api/v1/apps", False),
+        (("openid", "apps:read"), "oidc", "GET", "/api/v1/apps", True),
+    ],
+)
+def test_scopes_narrow_what_a_token_reaches(
+    scopes: tuple[str, ...], auth: str, method: str, path: str, allowed: bool
+) -> None:
+    caller = dataclasses.replace(NODE_ADMIN, scopes=scopes, auth=auth)
+    assert permits(caller, method, path) is allowed
 
 
 # -- the API with IAM --------------------------------------------------------------------------
