@@ -41,9 +41,11 @@ from courtyard.catalog._types import (
     RoutePath,
     Stage,
     Threshold,
+    Topic,
     fail_at,
     unique,
 )
+from courtyard.core import is_dns_label
 
 API_VERSION = "courtyard.dev/v1alpha1"
 
@@ -188,6 +190,35 @@ class ConsumeSpec(_Model):
     )
 
 
+class AcceptSpec(_Model):
+    """A caller this app accepts through the mesh, and which of its paths and methods
+    (Dapr accessControl-like). Without ``accepts`` every caller that declares the call in its
+    own ``consumes`` is accepted; with it, only the callers listed here (``from: "*"`` for
+    any declared caller)."""
+
+    from_: Annotated[str, Field(alias="from", min_length=1, max_length=63)]
+    paths: Annotated[list[PathPattern], Field(min_length=1), AfterValidator(unique)] = Field(
+        default_factory=lambda: ["/**"]
+    )
+    methods: Annotated[list[Method], Field(min_length=1), AfterValidator(unique)] = Field(
+        default_factory=lambda: ["*"]
+    )
+
+    @model_validator(mode="after")
+    def _caller(self) -> Self:
+        if self.from_ != "*" and not is_dns_label(self.from_):
+            fail_at([(("from",), "expected an app name or '*'", self.from_)])
+        return self
+
+
+class SubscribeSpec(_Model):
+    """A topic this app receives, and the path of its handler (events are POSTed there
+    through the mesh as CloudEvents 1.0 JSON)."""
+
+    topic: Topic
+    handler: PathPattern
+
+
 class ManifestSpec(_Model):
     """What the app does: its stage, how it runs, where it is routed and what it provides."""
 
@@ -197,6 +228,9 @@ class ManifestSpec(_Model):
     access: AccessSpec = Field(default_factory=AccessSpec)
     provides: Annotated[list[Capability], AfterValidator(unique)] = Field(default_factory=list)
     consumes: list[ConsumeSpec] = Field(default_factory=list)
+    accepts: list[AcceptSpec] | None = None
+    publishes: Annotated[list[Topic], AfterValidator(unique)] = Field(default_factory=list)
+    subscribes: list[SubscribeSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:

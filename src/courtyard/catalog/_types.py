@@ -282,6 +282,8 @@ Label = Annotated[
 ]
 Email = Annotated[str, AfterValidator(_checked(_email_error)), _schema("email address")]
 Capability = Annotated[str, AfterValidator(_checked(_capability_error)), _schema("capability")]
+# Event topics follow the capability grammar ("expenses.submitted").
+Topic = Annotated[str, AfterValidator(_checked(_capability_error)), _schema("event topic")]
 Host = Annotated[str, AfterValidator(_checked(_host_error)), _schema("lower-case DNS name")]
 RoutePath = Annotated[
     str,

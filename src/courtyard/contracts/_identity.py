@@ -56,11 +56,12 @@ class GatewayCredential(TypedDict):
     """
 
     key: str
-    kind: Literal["session", "token"]
+    kind: Literal["session", "token", "workload"]  # workload: an app's mesh credential
     identity: IdentityClaims  # roles: platform roles only
     app_roles: dict[str, list[str]]  # app name -> roles in that app
     expires_at: float  # absolute end, seconds since the epoch
     scopes: NotRequired[list[str]]  # tokens only
+    app: NotRequired[str]  # workload credentials only: the app it speaks for
 
 
 class AccessDenial(TypedDict):

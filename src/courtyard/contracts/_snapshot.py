@@ -6,9 +6,10 @@ in a single assignment, so a request sees either the old table or the new one, n
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from courtyard.contracts._identity import AccessPolicy, GatewayAuth
+from courtyard.contracts._mesh import MeshPolicy
 
 # Upper bounds (seconds) of the gateway's latency histogram, as Prometheus `le` labels.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -43,6 +44,7 @@ class AppUpstream(TypedDict):
     name: str
     instances: list[UpstreamInstance]  # ready instances only; empty means 503
     access: AccessPolicy  # who may open it; evaluated by the gateway, default deny
+    mesh: NotRequired[MeshPolicy]  # its calls and events through the mesh (default: none)
 
 
 class Route(TypedDict):
@@ -68,6 +70,15 @@ class GatewaySnapshot(TypedDict):
     routes: list[Route]
     apps: dict[str, AppUpstream]
     auth: GatewayAuth | None  # None: no identity provider yet, so only public apps are served
+    mesh: NotRequired[MeshSettings]  # absent: no mesh listener
+
+
+class MeshSettings(TypedDict):
+    """The mesh listener's settings (it runs in every gateway worker, on loopback)."""
+
+    trust_domain: str  # SPIFFE trust domain of workload identities
+    events_app: str  # the built-in app that stores published events (the control plane)
+    events_path: str  # where in it: events_path + topic
 
 
 def empty_snapshot() -> GatewaySnapshot:
