@@ -151,10 +151,14 @@ class ControlServer:
         """Wait until every connected worker has applied credentials message ``seq`` (so a
         session just made works, and one just revoked is refused, on every worker); False on
         timeout. Workers that disconnect meanwhile no longer count."""
+        return await self._wait_all(lambda w: w.credentials >= seq, timeout)
+
+    async def _wait_all(self, done: Callable[[_Worker], bool], timeout: float) -> bool:
+        """Wait until ``done`` holds for every connected worker; False on timeout."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    pending = [w for w in self._workers.values() if w.credentials < seq]
+                    pending = [w for w in self._workers.values() if not done(w)]
                     if not pending:
                         return True
                     waiter = pending[0]
@@ -168,17 +172,7 @@ class ControlServer:
 
         Workers that disconnect meanwhile no longer count: they hold no requests.
         """
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    pending = [w for w in self._workers.values() if w.drained < version]
-                    if not pending:
-                        return True
-                    waiter = pending[0]
-                    waiter.changed.clear()
-                    await waiter.changed.wait()
-        except TimeoutError:
-            return False
+        return await self._wait_all(lambda w: w.drained >= version, timeout)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         worker: _Worker | None = None
