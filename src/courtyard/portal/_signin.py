@@ -39,6 +39,31 @@ def add_signin_routes(router: APIRouter, portal: PortalContext) -> None:
             return current
         return portal.csrf.new_login_token()
 
+    def signin_page(
+        request: Request,
+        template: str,
+        title: str,
+        next_path: str,
+        errors: list[dict[str, str]] | None,
+        status: int,
+        headers: dict[str, str] | None,
+        **fields: str,
+    ) -> Response:
+        """A sign-in step's page with a fresh login CSRF token in its form and cookie."""
+        token = login_token(request)
+        response = pages.render(
+            template,
+            status,
+            headers,
+            title=title,
+            csrf=token,
+            next=next_path,
+            errors=errors or [],
+            **fields,
+        )
+        portal.set_login_csrf(response, token)
+        return response
+
     def login_page(
         request: Request,
         next_path: str,
@@ -48,19 +73,9 @@ def add_signin_routes(router: APIRouter, portal: PortalContext) -> None:
         status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        token = login_token(request)
-        response = pages.render(
-            "login.html",
-            status,
-            headers,
-            title="Sign in",
-            csrf=token,
-            next=next_path,
-            email=email,
-            errors=errors or [],
+        return signin_page(
+            request, "login.html", "Sign in", next_path, errors, status, headers, email=email
         )
-        portal.set_login_csrf(response, token)
-        return response
 
     def totp_page(
         request: Request,
@@ -71,19 +86,16 @@ def add_signin_routes(router: APIRouter, portal: PortalContext) -> None:
         status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        token = login_token(request)
-        response = pages.render(
+        return signin_page(
+            request,
             "login_totp.html",
+            "Two-step verification",
+            next_path,
+            errors,
             status,
             headers,
-            title="Two-step verification",
-            csrf=token,
-            next=next_path,
             pending=pending,
-            errors=errors or [],
         )
-        portal.set_login_csrf(response, token)
-        return response
 
     def expired(request: Request, next_path: str) -> Response:
         return login_page(request, next_path, errors=[_error(FORM_EXPIRED)], status=400)
