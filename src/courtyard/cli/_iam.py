@@ -60,6 +60,22 @@ def _password(from_stdin: bool) -> str:
     return password
 
 
+def _list(
+    url: str | None,
+    data_dir: Path,
+    path: str,
+    as_json: bool,
+    columns: list[tuple[str, str]],
+    **kwargs: Any,
+) -> None:
+    """GET a listing and print it as JSON or as a table."""
+    listing = _call(url, data_dir, "GET", path, **kwargs)
+    if as_json:
+        print_json(listing)
+        return
+    _table(listing, columns)
+
+
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
     if not rows:
         out.print("Nothing to show.")
@@ -192,11 +208,13 @@ def groups_list(
     url: Url = None, data_dir: DataDir = Path(".courtyard"), as_json: AsJson = False
 ) -> None:
     """List groups and their members."""
-    listing = _call(url, data_dir, "GET", "/api/v1/groups")
-    if as_json:
-        print_json(listing)
-        return
-    _table(listing, [("NAME", "name"), ("TITLE", "title"), ("MEMBERS", "members")])
+    _list(
+        url,
+        data_dir,
+        "/api/v1/groups",
+        as_json,
+        [("NAME", "name"), ("TITLE", "title"), ("MEMBERS", "members")],
+    )
 
 
 @groups.command("delete")
@@ -267,11 +285,8 @@ def roles_list(
 ) -> None:
     """List role bindings."""
     params = {k: v for k, v in {"subject": subject, "app": app}.items() if v is not None}
-    listing = _call(url, data_dir, "GET", "/api/v1/roles", params=params)
-    if as_json:
-        print_json(listing)
-        return
-    _table(listing, [("ROLE", "role"), ("SUBJECT", "subject"), ("APP", "app")])
+    columns = [("ROLE", "role"), ("SUBJECT", "subject"), ("APP", "app")]
+    _list(url, data_dir, "/api/v1/roles", as_json, columns, params=params)
 
 
 # tokens
@@ -375,11 +390,13 @@ def services_list(
     url: Url = None, data_dir: DataDir = Path(".courtyard"), as_json: AsJson = False
 ) -> None:
     """List service accounts."""
-    listing = _call(url, data_dir, "GET", "/api/v1/service-accounts")
-    if as_json:
-        print_json(listing)
-        return
-    _table(listing, [("NAME", "name"), ("TITLE", "title"), ("CREATED", "createdAt")])
+    _list(
+        url,
+        data_dir,
+        "/api/v1/service-accounts",
+        as_json,
+        [("NAME", "name"), ("TITLE", "title"), ("CREATED", "createdAt")],
+    )
 
 
 @services.command("delete")
