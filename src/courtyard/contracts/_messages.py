@@ -8,7 +8,7 @@ request it had in flight to instances the snapshot removed has finished.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from courtyard.contracts._identity import AccessDenial, GatewayCredential
 from courtyard.contracts._snapshot import GatewaySnapshot
@@ -60,13 +60,15 @@ class CredentialsAppliedMessage(TypedDict):
 
 
 class UsageMessage(TypedDict):
-    """What a worker saw since its last report: credentials used (for idle timeouts) and
-    requests it refused (for the audit trail). Sent at most once a second, when non-empty."""
+    """What a worker saw since its last report: credentials used (for idle timeouts),
+    requests it refused (for the audit trail) and mesh edges used (for the dependency graph).
+    Sent at most once a second, when non-empty."""
 
     type: Literal["usage"]
     worker: int
     used: list[str]  # credential keys
     denials: list[AccessDenial]
+    edges: NotRequired[list[str]]  # "caller>target" or "caller>_events/<topic>", when any
 
 
 class LatencyHistogram(TypedDict):

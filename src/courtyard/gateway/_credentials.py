@@ -1,5 +1,6 @@
-"""The worker's table of server-side credentials (browser sessions and API tokens), fed by
-the control plane's ``credentials`` messages, so checking a caller is a dictionary probe.
+"""The worker's table of server-side credentials (browser sessions, API tokens, and apps'
+workload credentials for the mesh), fed by the control plane's ``credentials`` messages, so
+checking a caller is a dictionary probe.
 
 The table never holds a secret: entries are keyed by SHA-256 (hex) of the presented string.
 """
@@ -11,7 +12,7 @@ from typing import Literal
 
 from courtyard.contracts import CredentialsMessage, GatewayCredential, IdentityClaims
 
-CallerKind = Literal["session", "token", "jwt"]
+CallerKind = Literal["session", "token", "workload", "jwt"]
 
 
 class Caller:
@@ -21,7 +22,17 @@ class Caller:
     shared by every request that presents it.
     """
 
-    __slots__ = ("app_roles", "audience", "expires_at", "identity", "jti", "key", "kind", "nbf")
+    __slots__ = (
+        "app",
+        "app_roles",
+        "audience",
+        "expires_at",
+        "identity",
+        "jti",
+        "key",
+        "kind",
+        "nbf",
+    )
 
     def __init__(
         self,
@@ -34,6 +45,7 @@ class Caller:
         audience: frozenset[str] | None = None,
         jti: str | None = None,
         nbf: float = 0.0,
+        app: str | None = None,
     ) -> None:
         self.key = key
         self.kind = kind
@@ -43,6 +55,7 @@ class Caller:
         self.audience = audience  # access tokens only: the apps the token is for
         self.jti = jti
         self.nbf = nbf  # not valid before (nbf, or iat, of an access token)
+        self.app = app  # workload credentials only: the app it speaks for
 
     @classmethod
     def of(cls, credential: GatewayCredential) -> Caller:
@@ -53,6 +66,7 @@ class Caller:
             credential["identity"],
             credential["app_roles"],
             float(credential["expires_at"]),
+            app=credential.get("app"),
         )
 
 
@@ -63,7 +77,8 @@ def credential_key(presented: bytes | str) -> str:
 
 
 class CredentialTable:
-    """Sessions and API tokens by key, and the ``jti`` of revoked access tokens.
+    """Sessions, API tokens and workload credentials by key, and the ``jti`` of revoked
+    access tokens.
 
     ``generation`` grows with every message applied.
     """

@@ -1,5 +1,5 @@
-"""The in-process gateway: listening sockets (plain or TLS), the periodic sweep, snapshots
-and shutdown.
+"""The in-process gateway: listening sockets (public, plain or TLS, and the loopback mesh
+listener), the periodic sweep, snapshots and shutdown.
 
 A worker process runs one; tests run one on 127.0.0.1:0 next to an in-process upstream.
 """
@@ -17,6 +17,7 @@ from courtyard.core import Clock, SystemClock
 from courtyard.gateway._access import AccessGate
 from courtyard.gateway._accesslog import AccessLog
 from courtyard.gateway._config import GatewayConfig, GatewayError
+from courtyard.gateway._mesh_proxy import MeshConnection
 from courtyard.gateway._proxy import ClientConnection
 from courtyard.gateway._snapshots import check_snapshot
 from courtyard.gateway._state import GatewayState
@@ -46,6 +47,7 @@ class Gateway:
         self._access_log = access_log
         self._state: GatewayState | None = None
         self._servers: list[asyncio.Server] = []
+        self._mesh_servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._pending: GatewaySnapshot | None = None
         # Given, or built from config.tls_cert/tls_key at the first start(); None = plain HTTP.
@@ -61,13 +63,27 @@ class Gateway:
         With a TLS certificate configured the socket serves TLS only; a certificate or key
         that cannot be loaded raises TlsInvalid before anything listens.
         """
-        loop = asyncio.get_running_loop()
         if self._ssl is None and self.config.tls_cert and self.config.tls_key:
             self._ssl = server_context(self.config.tls_cert, self.config.tls_key)
-        tls = self._ssl
-        # The handshake gets the head's timeout rather than asyncio's 60 s: a client stalling
-        # in the handshake holds a connection no longer than one stalling in its head.
-        handshake = self.config.header_timeout if tls is not None else None
+        state = self._ensure_state()
+        server = await self._listen(lambda: ClientConnection(state), host, port, sock, self._ssl)
+        self._servers.append(server)
+        bound = server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    async def start_mesh(
+        self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Serve the mesh listener on ``host:port`` (or the given bound socket): plain HTTP,
+        the same worker state, ``/<service>/<path>`` calls between workloads (docs/gateway.md,
+        "Mesh listener"). Returns the bound address."""
+        state = self._ensure_state()
+        server = await self._listen(lambda: MeshConnection(state), host, port, sock, None)
+        self._mesh_servers.append(server)
+        bound = server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    def _ensure_state(self) -> GatewayState:
         if self._state is None:
             log = self._access_log
             if log is None and self.config.access_log is not None:
@@ -75,38 +91,47 @@ class Gateway:
             self._state = GatewayState(
                 config=self.config,
                 clock=self._clock,
-                loop=loop,
+                loop=asyncio.get_running_loop(),
                 access_log=log,
                 on_drained=self._on_drained,
             )
             if self._pending is not None:
                 self._state.apply(self._pending)
                 self._pending = None
-            self._sweeper = loop.create_task(self._sweep())
-        state = self._state
+            self._sweeper = self._state.loop.create_task(self._sweep())
+        return self._state
+
+    async def _listen(
+        self,
+        factory: Callable[[], ClientConnection],
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        tls: ssl.SSLContext | None,
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        # The handshake gets the head's timeout rather than asyncio's 60 s: a client stalling
+        # in the handshake holds a connection no longer than one stalling in its head.
+        handshake = self.config.header_timeout if tls is not None else None
         try:
             if sock is not None:
-                server = await loop.create_server(
-                    lambda: ClientConnection(state),
+                return await loop.create_server(
+                    factory,
                     sock=sock,
                     backlog=self.config.backlog,
                     ssl=tls,
                     ssl_handshake_timeout=handshake,
                 )
-            else:
-                server = await loop.create_server(
-                    lambda: ClientConnection(state),
-                    host,
-                    port,
-                    backlog=self.config.backlog,
-                    ssl=tls,
-                    ssl_handshake_timeout=handshake,
-                )
+            return await loop.create_server(
+                factory,
+                host,
+                port,
+                backlog=self.config.backlog,
+                ssl=tls,
+                ssl_handshake_timeout=handshake,
+            )
         except OSError as exc:
             raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        self._servers.append(server)
-        bound = server.sockets[0].getsockname()
-        return str(bound[0]), int(bound[1])
 
     @property
     def access(self) -> AccessGate:
@@ -122,13 +147,13 @@ class Gateway:
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """Every address listened on."""
-        found = []
-        for server in self._servers:
-            for sock in server.sockets:
-                name = sock.getsockname()
-                found.append((str(name[0]), int(name[1])))
-        return found
+        """Every public address listened on."""
+        return _bound(self._servers)
+
+    @property
+    def mesh_addresses(self) -> list[tuple[str, int]]:
+        """Every mesh listener address."""
+        return _bound(self._mesh_servers)
 
     async def _sweep(self) -> None:
         state = self._state
@@ -140,7 +165,7 @@ class Gateway:
 
     def stop_accepting(self) -> None:
         """Close the listening sockets; connections already open carry on."""
-        for server in self._servers:
+        for server in (*self._servers, *self._mesh_servers):
             server.close()
 
     async def aclose(self, grace: float | None = None) -> None:
@@ -173,7 +198,7 @@ class Gateway:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for server in self._servers:
+        for server in (*self._servers, *self._mesh_servers):
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         # Let transports deliver connection_lost before the loop goes away.
@@ -218,3 +243,12 @@ class Gateway:
         """Write queued access-log lines now (the sweep does it every tick)."""
         if self._state is not None and self._state.access_log is not None:
             self._state.access_log.flush()
+
+
+def _bound(servers: list[asyncio.Server]) -> list[tuple[str, int]]:
+    found = []
+    for server in servers:
+        for sock in server.sockets:
+            name = sock.getsockname()
+            found.append((str(name[0]), int(name[1])))
+    return found

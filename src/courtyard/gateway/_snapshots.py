@@ -77,9 +77,13 @@ def check_snapshot(snapshot: Any) -> GatewaySnapshot:
                 raise _fail(f"{spot}.revision", "an integer")
         if "access" in app:
             _check_access(app["access"], f"{where}.access")
+        if "mesh" in app:
+            _check_mesh_policy(app["mesh"], f"{where}.mesh")
     auth = snapshot.get("auth")
     if auth is not None:
         _check_auth(auth)
+    if "mesh" in snapshot:
+        _check_mesh_settings(snapshot["mesh"])
     return cast(GatewaySnapshot, snapshot)
 
 
@@ -89,6 +93,70 @@ def _check_access(policy: Any, where: str) -> None:
     allow = policy.get("allow")
     if not isinstance(allow, list) or not all(isinstance(rule, str) for rule in allow):
         raise _fail(f"{where}.allow", "a list of strings")
+
+
+def _strings(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail(where, "a list of strings")
+
+
+def _paths(value: Any, where: str) -> None:
+    _strings(value, where)
+    if not all(item.startswith("/") for item in value):
+        raise _fail(where, "a list of paths starting with '/'")
+
+
+def _check_mesh_policy(policy: Any, where: str) -> None:
+    """contracts.MeshPolicy: consumes, accepts (or null), publishes, subscribes."""
+    if not isinstance(policy, dict):
+        raise _fail(where, "an object")
+    consumes = policy.get("consumes")
+    if not isinstance(consumes, list):
+        raise _fail(f"{where}.consumes", "a list")
+    for index, call in enumerate(consumes):
+        spot = f"{where}.consumes[{index}]"
+        if not isinstance(call, dict) or not isinstance(call.get("service"), str):
+            raise _fail(spot, "an object with a service name")
+        _paths(call.get("paths"), f"{spot}.paths")
+        _strings(call.get("methods"), f"{spot}.methods")
+    accepts = policy.get("accepts", ...)
+    if accepts is ...:
+        raise _fail(f"{where}.accepts", "null or a list")
+    if accepts is not None:
+        if not isinstance(accepts, list):
+            raise _fail(f"{where}.accepts", "null or a list")
+        for index, rule in enumerate(accepts):
+            spot = f"{where}.accepts[{index}]"
+            if not isinstance(rule, dict) or not isinstance(rule.get("caller"), str):
+                raise _fail(spot, "an object with a caller name")
+            _paths(rule.get("paths"), f"{spot}.paths")
+            _strings(rule.get("methods"), f"{spot}.methods")
+    _strings(policy.get("publishes"), f"{where}.publishes")
+    subscribes = policy.get("subscribes")
+    if not isinstance(subscribes, list):
+        raise _fail(f"{where}.subscribes", "a list")
+    for index, item in enumerate(subscribes):
+        spot = f"{where}.subscribes[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("topic"), str):
+            raise _fail(spot, "an object with a topic")
+        handler = item.get("handler")
+        if not isinstance(handler, str) or not handler.startswith("/"):
+            raise _fail(f"{spot}.handler", "a path starting with '/'")
+
+
+def _check_mesh_settings(settings: Any) -> None:
+    """contracts.MeshSettings."""
+    if not isinstance(settings, dict):
+        raise _fail("mesh", "an object")
+    for name in ("trust_domain", "events_app"):
+        value = settings.get(name)
+        if not isinstance(value, str) or not value or "/" in value:
+            raise _fail(f"mesh.{name}", "a non-empty name without '/'")
+    path = settings.get("events_path")
+    if not isinstance(path, str) or not path.startswith("/") or not path.endswith("/"):
+        raise _fail("mesh.events_path", "a path starting and ending with '/'")
+    if not path.isascii():
+        raise _fail("mesh.events_path", "an ASCII path")
 
 
 def _check_auth(auth: Any) -> None:

@@ -1,5 +1,6 @@
-"""What every connection of a worker shares: settings, the current routing table, instances,
-counters, the access log and a coarse clock, plus applying snapshots and the drain watch.
+"""What every connection of a worker shares: settings, the current routing table and mesh
+policies, instances, counters, the access log and a coarse clock, plus applying snapshots and
+the drain watch.
 
 Swapping ``table`` is the only thing a snapshot does to running requests: each request
 reads the table once, when it starts, and keeps the instance it picked.
@@ -22,6 +23,7 @@ from courtyard.gateway._accesslog import AccessLog
 from courtyard.gateway._balancer import Balancer
 from courtyard.gateway._config import GatewayConfig
 from courtyard.gateway._headers import IdSource
+from courtyard.gateway._mesh import MeshGate
 from courtyard.gateway._metrics import Metrics
 from courtyard.gateway._paths import host_key
 from courtyard.gateway._pool import Instance
@@ -69,6 +71,7 @@ class GatewayState:
     metrics: Metrics = field(default_factory=Metrics)
     ids: IdSource = field(default_factory=IdSource)
     access: AccessGate = field(default_factory=AccessGate)
+    mesh: MeshGate = field(default_factory=MeshGate)
     table: Table = field(default_factory=lambda: Table(0, RouteTable([]), {}))
     instances: dict[InstanceKey, Instance] = field(default_factory=dict)
     connections: set[ClientConnection] = field(default_factory=set)
@@ -140,6 +143,7 @@ class GatewayState:
             instance.close_idle()
         self.instances = instances
         self.access.apply_snapshot(snapshot)
+        self.mesh.apply_snapshot(snapshot)
         self.table = table  # the swap: one assignment
         busy = {instance for instance in removed if instance.outstanding > 0}
         self._drains.append(_Drain(snapshot["version"], busy, self.now + self.config.drain_timeout))

@@ -43,7 +43,7 @@ class TokenVerifier:
         self._issuer = auth["issuer"]
         self._keys: dict[str, tuple[str, ECKey | RSAKey]] = {}  # kid -> (alg, key)
         for item in auth["jwks"].get("keys", ()):
-            key = _public_key(item)
+            key = public_key(item)
             if key is not None:
                 self._keys[str(item["kid"])] = key
         self._cache: dict[bytes, Caller | str] = {}
@@ -97,7 +97,7 @@ class TokenVerifier:
         return None
 
 
-def _public_key(item: Any) -> tuple[str, ECKey | RSAKey] | None:
+def public_key(item: Any) -> tuple[str, ECKey | RSAKey] | None:
     """(alg, key) of a JWKS entry the gateway may verify with, or None."""
     if not isinstance(item, dict) or not isinstance(item.get("kid"), str):
         return None
@@ -122,7 +122,7 @@ def _public_only(item: dict[str, Any]) -> dict[str, Any]:
 
 def _caller(token: bytes, claims: dict[str, Any]) -> Caller | str:
     exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", claims.get("iat"))
-    if not (_is_number(exp) and _is_number(iat) and _is_number(nbf)):
+    if not (is_number(exp) and is_number(iat) and is_number(nbf)):
         return "missing or invalid exp, iat or nbf"
     sub, jti = claims.get("sub"), claims.get("jti")
     if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
@@ -138,7 +138,7 @@ def _caller(token: bytes, claims: dict[str, Any]) -> Caller | str:
     groups, roles = claims.get("groups", []), claims.get("roles", [])
     if not isinstance(email, str) or not isinstance(name, str):
         return "invalid email or name"
-    if not _is_strings(groups) or not _is_strings(roles):
+    if not is_strings(groups) or not is_strings(roles):
         return "invalid groups or roles"
     identity = IdentityClaims(sub=sub, email=email, name=name, groups=groups, roles=roles)
     # An issued-in-the-future token counts as not valid yet, like nbf.
@@ -155,9 +155,11 @@ def _caller(token: bytes, claims: dict[str, Any]) -> Caller | str:
     )
 
 
-def _is_number(value: object) -> TypeGuard[float]:
+def is_number(value: object) -> TypeGuard[float]:
+    """True for an int or float claim (JSON numbers; never a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_strings(value: object) -> bool:
+def is_strings(value: object) -> bool:
+    """True for a list of strings (``groups``, ``roles``)."""
     return isinstance(value, list) and all(isinstance(item, str) for item in value)

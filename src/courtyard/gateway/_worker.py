@@ -1,5 +1,6 @@
-"""A gateway worker process: its own SO_REUSEPORT socket, uvloop, and snapshots from the
-control channel (or a static file), until SIGTERM or the control plane goes away.
+"""A gateway worker process: its own SO_REUSEPORT sockets (the public port and, with
+``--mesh-listen``, the loopback mesh listener), uvloop, and snapshots from the control channel
+(or a static file), until SIGTERM or the control plane goes away.
 
 ``--workers N`` starts N such processes on the same port and waits for them.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -36,6 +38,7 @@ class WorkerOptions:
     host: str
     port: int
     worker_id: int = 0
+    mesh: tuple[str, int] | None = None  # the mesh listener (loopback only), or none
     control: tuple[str, int] | None = None
     snapshot: str | None = None
     token: str = ""
@@ -55,6 +58,16 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, number
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (the mesh never leaves the host)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m courtyard.gateway",
@@ -62,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--listen", required=True, help="HOST:PORT to accept clients on")
     parser.add_argument("--worker-id", type=int, default=0, help="this worker's number")
+    parser.add_argument(
+        "--mesh-listen",
+        help="loopback HOST:PORT of the mesh listener (service-to-service calls; default: none)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--control", help="HOST:PORT of the node's control channel")
     source.add_argument("--snapshot", help="a GatewaySnapshot JSON file (reloaded on SIGHUP)")
@@ -79,10 +96,14 @@ def parse_args(argv: list[str]) -> tuple[WorkerOptions, int]:
     args = build_parser().parse_args(argv)
     host, port = parse_address(args.listen)
     control = parse_address(args.control) if args.control else None
+    mesh = parse_address(args.mesh_listen) if args.mesh_listen else None
+    if mesh is not None and not is_loopback(mesh[0]):
+        raise GatewayError(f"--mesh-listen must be a loopback address, got {mesh[0]!r}")
     options = WorkerOptions(
         host=host,
         port=port,
         worker_id=args.worker_id,
+        mesh=mesh,
         control=control,
         snapshot=args.snapshot,
         token=os.environ.get(TOKEN_ENV, ""),
@@ -105,7 +126,11 @@ def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> int:
+async def serve(
+    options: WorkerOptions,
+    sock: socket.socket | None = None,
+    mesh_sock: socket.socket | None = None,
+) -> int:
     """Run one worker until SIGTERM/SIGINT or the control channel closes; the exit status."""
     loop = asyncio.get_running_loop()
     client: ControlClient | None = None
@@ -119,6 +144,10 @@ async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> in
     if sock is None:
         sock = listen_socket(options.host, options.port, options.config.backlog)
     await gateway.start(sock=sock)
+    if mesh_sock is None and options.mesh is not None:
+        mesh_sock = listen_socket(options.mesh[0], options.mesh[1], options.config.backlog)
+    if mesh_sock is not None:
+        await gateway.start_mesh(sock=mesh_sock)
     stop = asyncio.Event()
 
     def handle_sigterm() -> None:
@@ -165,6 +194,8 @@ async def serve(options: WorkerOptions, sock: socket.socket | None = None) -> in
         waiters.append(loop.create_task(client.run(on_snapshot, on_credentials)))
         reporter = loop.create_task(_report(client, gateway, gate, options.worker_id))
     log.info("worker %d listening on %s:%d", options.worker_id, options.host, options.port)
+    if options.mesh is not None:
+        log.info("worker %d: mesh on %s:%d", options.worker_id, *options.mesh)
     done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     if waiters[0] not in done:
         grace = min(grace, _CHANNEL_GRACE)

@@ -17,6 +17,8 @@ from courtyard.contracts import (
     AppUpstream,
     GatewayAuth,
     GatewaySnapshot,
+    MeshPolicy,
+    MeshSettings,
     Route,
     UpstreamInstance,
 )
@@ -51,6 +53,8 @@ class DataPlane:
         self._builtin_upstreams = dict(builtin_upstreams or {})
         self._routes: list[Route] = []
         self._access: dict[str, AccessPolicy] = {}
+        self._mesh: dict[str, MeshPolicy] = {}
+        self._mesh_settings: MeshSettings | None = None
         self._builtin_access: dict[str, AccessPolicy] = {}
         self._auth: GatewayAuth | None = None
         self._endpoints: Callable[[], Mapping[str, list[UpstreamInstance]]] = dict
@@ -82,12 +86,24 @@ class DataPlane:
         self._builtin_access = dict(access or {})
 
     def set_routes(
-        self, routes: list[Route], access: Mapping[str, AccessPolicy] | None = None
+        self,
+        routes: list[Route],
+        access: Mapping[str, AccessPolicy] | None = None,
+        mesh: Mapping[str, MeshPolicy] | None = None,
     ) -> None:
-        """Replace the app routes and who may open each app; takes effect at the next
-        :meth:`sync`. An app missing from ``access`` admits nobody (default deny)."""
+        """Replace the app routes, who may open each app and each app's mesh policy; takes
+        effect at the next :meth:`sync`. An app missing from ``access`` admits nobody, one
+        missing from ``mesh`` may neither call nor be called (default deny). An app with a
+        mesh policy is in the snapshot even without a route: it may be reachable only
+        through the mesh."""
         self._routes = list(routes)
         self._access = dict(access or {})
+        self._mesh = dict(mesh or {})
+
+    def set_mesh(self, settings: MeshSettings | None) -> None:
+        """The mesh listener's settings (None: the snapshot names no mesh); takes effect at
+        the next :meth:`sync`."""
+        self._mesh_settings = settings
 
     def set_auth(self, auth: GatewayAuth | None) -> None:
         """The identity settings the gateway authenticates with (keys, issuer, cookie)."""
@@ -103,18 +119,26 @@ class DataPlane:
                 access = self._builtin_access.get(name, _PUBLIC)
                 instances = self._builtin_upstreams.get(name) or []
                 apps[name] = AppUpstream(name=name, instances=list(instances), access=access)
-        for route in self._routes:
-            name = route["app"]
+        names = [route["app"] for route in self._routes]
+        names.extend(name for name in self._mesh if name not in apps)
+        for name in names:
             if name not in apps:
                 access = self._access.get(name, _NOBODY)
                 instances = endpoints.get(name) or []
-                apps[name] = AppUpstream(name=name, instances=list(instances), access=access)
-        return GatewaySnapshot(
+                upstream = AppUpstream(name=name, instances=list(instances), access=access)
+                policy = self._mesh.get(name)
+                if policy is not None:
+                    upstream["mesh"] = policy
+                apps[name] = upstream
+        snapshot = GatewaySnapshot(
             version=version,
             routes=[*self._builtin_routes, *self._routes],
             apps=apps,
             auth=self._auth,
         )
+        if self._mesh_settings is not None:
+            snapshot["mesh"] = self._mesh_settings
+        return snapshot
 
     async def sync(self) -> None:
         """Publish a fresh snapshot and wait until every worker has drained the old one."""

@@ -27,7 +27,7 @@ from courtyard.catalog import (
 from courtyard.core import Clock, CourtyardError, SystemClock
 from courtyard.lifecycle._dataplane import DataPlane
 from courtyard.lifecycle._errors import AppNotDeployable
-from courtyard.lifecycle._specs import access_for, routes_for, workload_for
+from courtyard.lifecycle._specs import access_for, mesh_for, routes_for, workload_for
 from courtyard.runtime import (
     AppNotRunning,
     AppState,
@@ -275,10 +275,12 @@ class Lifecycle:
     async def _refresh_routes(self) -> None:
         routes = []
         access = {}
+        mesh = {}
         for app in await self._catalog.list():
             routes.extend(routes_for(app, self._config.domain))
             access[app.name] = access_for(app)
-        self._dataplane.set_routes(routes, access)
+            mesh[app.name] = mesh_for(app)
+        self._dataplane.set_routes(routes, access, mesh)
 
     def _start_rollout(
         self, name: str, revision: Revision, caller: Caller, *, restart: bool = False

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from courtyard.catalog import App, Revision
-from courtyard.contracts import AccessPolicy, Route
+from courtyard.contracts import (
+    AccessPolicy,
+    MeshAccept,
+    MeshCall,
+    MeshPolicy,
+    Route,
+    Subscription,
+)
 from courtyard.runtime import WorkloadSpec
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -69,3 +76,26 @@ def access_for(app: App) -> AccessPolicy:
     """Who may open ``app``, from its manifest's ``access`` section (default: nobody)."""
     access = app.manifest.spec.access
     return AccessPolicy(public=access.public, allow=list(access.allow))
+
+
+def mesh_for(app: App) -> MeshPolicy:
+    """``app``'s side of the mesh, from its manifest: the calls it declares, the callers it
+    accepts (None: every caller that declares the call), its topics and subscriptions."""
+    spec = app.manifest.spec
+    accepts = None
+    if spec.accepts is not None:
+        accepts = [
+            MeshAccept(caller=rule.from_, paths=list(rule.paths), methods=list(rule.methods))
+            for rule in spec.accepts
+        ]
+    return MeshPolicy(
+        consumes=[
+            MeshCall(service=call.service, paths=list(call.paths), methods=list(call.methods))
+            for call in spec.consumes
+        ],
+        accepts=accepts,
+        publishes=list(spec.publishes),
+        subscribes=[
+            Subscription(topic=item.topic, handler=item.handler) for item in spec.subscribes
+        ],
+    )
