@@ -1,11 +1,16 @@
-"""Why a request's identity could not be established; one root, readable messages that never
-echo the token itself (a bearer proof must not end up in an app's logs)."""
+"""What the SDK raises, under one root: why a request's identity could not be established, and
+why a call through the mesh failed. Readable messages that never echo a token (a bearer proof
+must not end up in an app's logs)."""
 
 from __future__ import annotations
 
 
-class IdentityError(Exception):
+class SdkError(Exception):
     """Root of every error the SDK raises."""
+
+
+class IdentityError(SdkError):
+    """The identity of a request could not be established."""
 
 
 class MissingIdentity(IdentityError):

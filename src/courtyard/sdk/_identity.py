@@ -15,12 +15,15 @@ SERVICE_PREFIX = "svc:"
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: a person (``sub`` "u_...") or a service (``sub`` "svc:<name>").
+    """Who is calling: a person (``sub`` "u_..."), a service (``sub`` "svc:<name>") or, on a
+    mesh call made on nobody's behalf, an app's workload (``sub`` "spiffe://<domain>/app/<name>").
 
     ``roles`` holds the caller's platform roles plus its roles in this app. ``act`` names the
-    service that made the call through the mesh on the subject's behalf (RFC 8693 §4.1), or is
-    None for a call that came straight through the gateway. ``claims`` is the whole verified
-    claim set, read-only, for anything else the platform asserts.
+    app that made the call through the mesh (its SPIFFE ID, RFC 8693 §4.1), or is None for a
+    call that came straight through the gateway. ``claims`` is the whole verified claim set,
+    read-only, for anything else the platform asserts. ``token`` is the assertion itself
+    (empty for an identity built by hand): pass the identity as a mesh call's
+    ``on_behalf_of`` and the target sees the same end user.
     """
 
     sub: str
@@ -32,6 +35,7 @@ class Identity:
     claims: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), compare=False, repr=False
     )
+    token: str = field(default="", compare=False, repr=False)
 
     @property
     def is_service(self) -> bool:

@@ -93,9 +93,9 @@ class IdentityVerifier:
             claims = jwt.decode(token, found.key, algorithms=[alg]).claims
         except (JoseError, ValueError, TypeError):
             raise InvalidIdentity("bad signature") from None
-        return self._identity(claims)
+        return self._identity(claims, token)
 
-    def _identity(self, claims: dict[str, Any]) -> Identity:
+    def _identity(self, claims: dict[str, Any], token: str | bytes) -> Identity:
         if claims.get("iss") != self.issuer:
             raise InvalidIdentity("issued by someone else than the platform (iss)")
         aud = claims.get("aud")
@@ -127,6 +127,7 @@ class IdentityVerifier:
             roles=tuple(roles),
             act=_actor(claims.get("act")),
             claims=MappingProxyType(claims),
+            token=token if isinstance(token, str) else token.decode("ascii"),
         )
 
 
