@@ -15,6 +15,7 @@ from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
 from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
+from courtyard.cli._graph import register as register_graph
 from courtyard.cli._iam import register as register_iam
 from courtyard.cli._oidc import register as register_oidc
 from courtyard.cli._render import app_detail, apps_table, url_of
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(audit, name="audit")
 register_iam(app)
 register_oidc(app)
+register_graph(app)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:

@@ -15,7 +15,7 @@ import typer
 
 from courtyard.cli._client import ApiClient, CliError, resolve_target
 from courtyard.cli._terminal import DataDir, Url, fail
-from courtyard.mesh._graph import graph_from_document, render
+from courtyard.mesh import graph_from_document, render
 
 __all__ = ["graph_command", "register"]
 

@@ -128,7 +128,7 @@ def permits(principal: Principal, method: str, path: str) -> bool:
         return False
     if path.startswith("/api/v1/audit"):
         return principal.is_admin or (reading and any(r in principal.roles for r in _READERS))
-    if path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node")):
+    if path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node", "/api/v1/graph")):
         return reading or principal.is_admin
     return True
 
@@ -139,7 +139,7 @@ def _scopes_allow(principal: Principal, reading: bool, path: str) -> bool:
         return True  # who-am-I needs no scope
     if path.startswith("/api/v1/audit"):
         area = "audit"
-    elif path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node")):
+    elif path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node", "/api/v1/graph")):
         area = "apps"
     else:
         area = "iam"

@@ -23,7 +23,14 @@ from typing import Any
 from courtyard import __version__
 from courtyard.audit import Actor, AuditConfig, AuditEvent, AuditLog, SqlAuditStore
 from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
-from courtyard.contracts import Route, UpstreamInstance, WorkerMetrics
+from courtyard.contracts import (
+    DEFAULT_TRUST_DOMAIN,
+    MeshSettings,
+    Route,
+    UpstreamInstance,
+    UsageMessage,
+    WorkerMetrics,
+)
 from courtyard.core import SystemClock
 from courtyard.gateway import render_metrics
 from courtyard.iam import (
@@ -41,6 +48,7 @@ from courtyard.iam import (
 )
 from courtyard.iam import api as iam_api
 from courtyard.lifecycle import DataPlane, Deployment, Lifecycle, LifecycleConfig
+from courtyard.mesh import graph_router
 from courtyard.node._apiauth import ApiAuthenticator
 from courtyard.node._config import NodeConfig
 from courtyard.node._controlplane import ApiExtras, build_api
@@ -144,6 +152,8 @@ class Node:
         self.port = config.port
         # The first admin's generated password, shown once by the CLI (never logged).
         self.generated_admin: tuple[str, str] | None = None
+        self.mesh_url = ""
+        self._edges: set[str] = set()  # mesh edges the workers saw used since start
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to shut down gracefully (what SIGTERM and SIGINT do)."""
@@ -175,6 +185,10 @@ class Node:
             public = reserve_port(config.host, config.port)
             stack.callback(public.close)
             self.port = public.getsockname()[1]
+            mesh = reserve_port("127.0.0.1", 0)  # the mesh listens on loopback only
+            stack.callback(mesh.close)
+            mesh_address = ("127.0.0.1", int(mesh.getsockname()[1]))
+            self.mesh_url = f"http://127.0.0.1:{mesh_address[1]}"
             self.url = (
                 config.public_url.rstrip("/")
                 if config.public_url
@@ -209,13 +223,20 @@ class Node:
             control = ControlServer(
                 control_token,
                 on_metrics=self._record_metrics,
-                on_usage=feed.usage,
+                on_usage=lambda message: self._usage(feed, message),
                 credentials_source=feed.full_message,
             )
             control_address = await control.start()
             stack.push_async_callback(control.aclose)
 
             dataplane = DataPlane(control, drain_timeout=config.drain_timeout)
+            dataplane.set_mesh(
+                MeshSettings(
+                    trust_domain=DEFAULT_TRUST_DOMAIN,
+                    events_app=CONTROL_PLANE_APP,
+                    events_path="/internal/events/",
+                )
+            )
             feed.bind(control, dataplane)
             housekeeping = asyncio.create_task(feed.housekeeping(), name="identity")
             stack.callback(housekeeping.cancel)
@@ -260,6 +281,7 @@ class Node:
                     iam_api.directory_router(iam),
                     iam_api.clients_router(oidc),
                     iam_api.oidc_router(oidc),
+                    graph_router(catalog.list, lambda: set(self._edges)),
                     portal,
                 ),
                 credentials=feed,
@@ -297,6 +319,7 @@ class Node:
                 log_dir=data_dir / "logs" / "_gateway",
                 access_log=config.access_log,
                 tls=tls,
+                mesh=mesh_address,
             )
             await workers.start()
             stack.push_async_callback(workers.aclose, config.stop_grace)
@@ -344,6 +367,10 @@ class Node:
                 results.append((folder, exc))
         await lifecycle.wait_idle()
         return results
+
+    def _usage(self, feed: IdentityFeed, message: UsageMessage) -> None:
+        feed.usage(message)
+        self._edges.update(message.get("edges", []))
 
     def _record_metrics(self, worker: int, metrics: WorkerMetrics) -> None:
         self._worker_metrics[worker] = metrics

@@ -43,8 +43,10 @@ class GatewayWorkers:
         log_dir: Path,
         access_log: bool,
         tls: tuple[Path, Path] | None = None,
+        mesh: tuple[str, int] | None = None,
     ) -> None:
         self._count = count
+        self._mesh = mesh  # the loopback mesh listener every worker also serves
         self._listen = listen
         self._control = control
         self._token = token
@@ -86,6 +88,8 @@ class GatewayWorkers:
             argv += ["--access-log", str(self._log_dir / f"access-{worker}.log")]
         if self._tls is not None:
             argv += ["--tls-cert", str(self._tls[0]), "--tls-key", str(self._tls[1])]
+        if self._mesh is not None:
+            argv += ["--mesh-listen", f"{self._mesh[0]}:{self._mesh[1]}"]
         env = {
             key: value
             for key, value in os.environ.items()
