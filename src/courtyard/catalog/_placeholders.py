@@ -14,9 +14,11 @@ PLATFORM_VARIABLES = frozenset(
     {
         "COURTYARD_APP",
         "COURTYARD_INSTANCE",
+        "COURTYARD_MESH_URL",
         "COURTYARD_NODE_ID",
         "COURTYARD_PLATFORM_URL",
         "COURTYARD_REVISION",
+        "COURTYARD_WORKLOAD_CREDENTIAL",
         "HOST",
         "PORT",
     }

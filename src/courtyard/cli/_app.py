@@ -15,6 +15,7 @@ from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
 from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
+from courtyard.cli._events import register as register_events
 from courtyard.cli._graph import register as register_graph
 from courtyard.cli._iam import register as register_iam
 from courtyard.cli._oidc import register as register_oidc
@@ -34,6 +35,7 @@ app.add_typer(audit, name="audit")
 register_iam(app)
 register_oidc(app)
 register_graph(app)
+register_events(app)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:

@@ -217,7 +217,8 @@ def _denial_event(denial: AccessDenial) -> AuditEvent:
     if subject == "-":
         actor = Actor(kind="user", id="anonymous")
     else:
-        actor = Actor(kind="service" if subject.startswith("svc:") else "user", id=subject)
+        service = subject.startswith(("svc:", "spiffe://"))
+        actor = Actor(kind="service" if service else "user", id=subject)
     return AuditEvent(
         actor=actor,
         action="access.deny",

@@ -48,7 +48,19 @@ from courtyard.iam import (
 )
 from courtyard.iam import api as iam_api
 from courtyard.lifecycle import DataPlane, Deployment, Lifecycle, LifecycleConfig
-from courtyard.mesh import graph_router
+from courtyard.mesh import (
+    EventBus,
+    EventBusConfig,
+    HeldCredential,
+    HttpMeshSender,
+    IdentityAssertionVerifier,
+    SqlEventStore,
+    WorkloadConfig,
+    WorkloadIdentities,
+    graph_router,
+    policies_of,
+)
+from courtyard.mesh.api import events_router
 from courtyard.node._apiauth import ApiAuthenticator
 from courtyard.node._config import NodeConfig
 from courtyard.node._controlplane import ApiExtras, build_api
@@ -203,7 +215,7 @@ class Node:
             catalog = Catalog(SqlCatalogStore(db))
             bundles = BundleStore(data_dir / "bundles")
 
-            iam, oidc = await _identity_services(config, self.url, db, audit)
+            iam, oidc, keys = await _identity_services(config, self.url, db, audit)
             try:
                 user, generated = await bootstrap_admin(iam, config.admin_email, admin_password)
                 if generated is not None:
@@ -240,14 +252,34 @@ class Node:
             feed.bind(control, dataplane)
             housekeeping = asyncio.create_task(feed.housekeeping(), name="identity")
             stack.callback(housekeeping.cancel)
+
+            # Workload identities: each app instance gets a mesh credential file; the control
+            # plane holds one too, to deliver events through the mesh.
+            clock = SystemClock()
+            workloads = WorkloadIdentities(
+                keys,
+                WorkloadConfig(issuer=self.url, trust_domain=DEFAULT_TRUST_DOMAIN),
+                clock=clock,
+                listener=feed.credentials_changed,
+                applied=lambda: feed.settle(0),
+            )
+            held = HeldCredential(workloads, CONTROL_PLANE_APP, "control-plane", clock=clock)
+            await held.start()
+            stack.push_async_callback(held.aclose)
+            renew = asyncio.create_task(held.run(), name="control-plane-credential")
+            stack.callback(renew.cancel)
+            sweep = asyncio.create_task(_sweep_workloads(workloads), name="workload-sweep")
+            stack.callback(sweep.cancel)
             supervisor = Supervisor(
                 RuntimeConfig(
                     data_dir=data_dir,
                     node_id=f"{os.uname().nodename}-{os.getpid()}",
                     platform_url=self.url,
                     stop_grace=config.stop_grace,
+                    mesh_url=self.mesh_url,
                 ),
                 dataplane,
+                credentials=workloads,
             )
             dataplane.bind_endpoints(supervisor.endpoints)
             await supervisor.start()
@@ -262,6 +294,24 @@ class Node:
             )
             self.lifecycle = lifecycle
             stack.push_async_callback(lifecycle.aclose)
+
+            async def policies() -> dict[str, Any]:
+                return policies_of(await catalog.list())
+
+            sender = HttpMeshSender(self.mesh_url, credential=held.current)
+            stack.push_async_callback(sender.aclose)
+            bus = EventBus(
+                SqlEventStore(db),
+                policies,
+                sender,
+                audit=audit,
+                config=EventBusConfig(trust_domain=DEFAULT_TRUST_DOMAIN),
+            )
+            delivery = asyncio.create_task(bus.run(), name="events")
+            stack.callback(delivery.cancel)
+            events = events_router(
+                bus, IdentityAssertionVerifier(keys, self.url, audience=CONTROL_PLANE_APP)
+            )
 
             api_socket = bind_loopback()
             api_port = api_socket.getsockname()[1]
@@ -282,6 +332,7 @@ class Node:
                     iam_api.clients_router(oidc),
                     iam_api.oidc_router(oidc),
                     graph_router(catalog.list, lambda: set(self._edges)),
+                    events,
                     portal,
                 ),
                 credentials=feed,
@@ -408,9 +459,19 @@ async def _record_node(audit: AuditLog, action: str, node: Node) -> None:
     )
 
 
+async def _sweep_workloads(workloads: WorkloadIdentities) -> None:
+    """Expired workload credentials leave the gateway tables even when nothing new is issued."""
+    while True:
+        await asyncio.sleep(30)
+        try:
+            workloads.sweep()
+        except Exception:  # the next sweep retries; a failure must not end the loop
+            log.exception("workload credential sweep failed")
+
+
 async def _identity_services(
     config: NodeConfig, issuer: str, db: Database, audit: AuditLog
-) -> tuple[Iam, OidcProvider]:
+) -> tuple[Iam, OidcProvider, KeyRing]:
     """IAM (directory, sign-in, sessions, tokens) and the OpenID provider over the database."""
     clock = SystemClock()
     iam_config = IamConfig(
@@ -435,7 +496,7 @@ async def _identity_services(
     )
     oidc = OidcProvider(oidc_store, keys, iam, audit, oidc_config, clock=clock)
     await oidc.load()
-    return iam, oidc
+    return iam, oidc, keys
 
 
 # The demo fleet's apps admit these groups (examples/*/courtyard.yaml); the first admin joins

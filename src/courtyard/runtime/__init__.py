@@ -1,7 +1,9 @@
 """The runtime supervisor, local-process backend: runs app instances as child processes.
 
 It starts, health-checks, restarts, scales, drains and stops instances, and tells the data
-plane (through a :class:`TrafficSwitch`) which ones may take traffic. See docs/runtime.md.
+plane (through a :class:`TrafficSwitch`) which ones may take traffic. With a
+:class:`CredentialIssuer` it also keeps each instance's mesh credential file fresh. See
+docs/runtime.md.
 
 Error tree::
 
@@ -39,14 +41,18 @@ from courtyard.runtime._models import (
 )
 from courtyard.runtime._placeholders import expand_placeholders
 from courtyard.runtime._supervisor import Supervisor
+from courtyard.runtime._workload import CREDENTIAL_FILE, CredentialIssuer, IssuedCredential
 
 __all__ = [
+    "CREDENTIAL_FILE",
     "AppNotRunning",
     "AppPhase",
     "AppState",
+    "CredentialIssuer",
     "InstanceState",
     "InstanceStatus",
     "InvalidSpec",
+    "IssuedCredential",
     "LaunchRequest",
     "LocalProcessLauncher",
     "OutputSink",

@@ -18,6 +18,8 @@ class RuntimeConfig:
     data_dir: Path
     node_id: str  # identifies this node's processes in the run records
     platform_url: str  # given to apps as COURTYARD_PLATFORM_URL
+    # Given to apps as COURTYARD_MESH_URL when the supervisor has a credential issuer.
+    mesh_url: str | None = None
     restart_backoff_base: float = 0.5
     restart_backoff_max: float = 30.0
     crash_loop_restarts: int = 5  # this many restarts within crash_loop_window -> "crash-loop"

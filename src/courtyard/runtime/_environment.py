@@ -21,9 +21,11 @@ LOOPBACK = "127.0.0.1"
 PLATFORM_KEYS = (
     "COURTYARD_APP",
     "COURTYARD_INSTANCE",
+    "COURTYARD_MESH_URL",
     "COURTYARD_NODE_ID",
     "COURTYARD_PLATFORM_URL",
     "COURTYARD_REVISION",
+    "COURTYARD_WORKLOAD_CREDENTIAL",
     "HOST",
     "PORT",
 )
@@ -48,11 +50,13 @@ def launch_plan(
     port: int,
     node_env: Mapping[str, str],
     python_dir: str,
+    workload: Mapping[str, str] | None = None,
 ) -> LaunchPlan:
     """Build argv and env for one process (pure; raises PlaceholderError on a bad placeholder).
 
     Precedence, lowest first: inherited basics, ``config.extra_env``, ``spec.env``, platform
-    variables (which a spec may not set; :func:`check_spec` refuses that).
+    variables (which a spec may not set; :func:`check_spec` refuses that). ``workload``: the
+    mesh variables of an instance that has a workload credential (see ``_workload``).
     """
     platform = {
         "PORT": str(port),
@@ -62,6 +66,7 @@ def launch_plan(
         "COURTYARD_INSTANCE": instance_id,
         "COURTYARD_PLATFORM_URL": config.platform_url,
         "COURTYARD_NODE_ID": config.node_id,
+        **(workload or {}),
     }
     basics = {key: node_env[key] for key in INHERITED_KEYS if key in node_env}
     basics["PATH"] = os.pathsep.join([python_dir, node_env.get("PATH") or DEFAULT_PATH])
@@ -74,8 +79,13 @@ def launch_plan(
     return LaunchPlan(argv=argv, env={**basics, **config.extra_env, **own, **platform})
 
 
-def check_spec(spec: WorkloadSpec, config: RuntimeConfig) -> None:
-    """Refuse a spec that cannot run, before anything starts (InvalidSpec, PlaceholderError)."""
+def check_spec(
+    spec: WorkloadSpec, config: RuntimeConfig, workload: Mapping[str, str] | None = None
+) -> None:
+    """Refuse a spec that cannot run, before anything starts (InvalidSpec, PlaceholderError).
+
+    ``workload``: the mesh variables its instances will get (values do not matter here).
+    """
 
     def refuse(reason: str) -> None:
         raise InvalidSpec(spec.app, reason)
@@ -113,4 +123,12 @@ def check_spec(spec: WorkloadSpec, config: RuntimeConfig) -> None:
     if reserved:
         refuse(f"env may not set {', '.join(reserved)}: the platform sets them")
     # A trial expansion finds unknown placeholders now rather than in every instance.
-    launch_plan(spec, config, instance_id=f"{spec.app}-check", port=1, node_env={}, python_dir="")
+    launch_plan(
+        spec,
+        config,
+        instance_id=f"{spec.app}-check",
+        port=1,
+        node_env={},
+        python_dir="",
+        workload=workload,
+    )

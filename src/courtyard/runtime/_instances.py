@@ -4,6 +4,8 @@ Each instance runs one keeper task. The outcome of its first start (ready, or wh
 the rollout, which fails at once if the process died or was not ready in time. After that,
 every exit or failed liveness leads to a restart after a backoff (see ``_backoff``), unless
 the supervisor stops the instance. A keeper never touches other instances and never raises.
+With a credential issuer, each process gets a fresh mesh credential file before it starts,
+revoked once the process is gone (see ``_workload``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from courtyard.runtime._records import (
     start_ticks,
     write_record,
 )
+from courtyard.runtime._workload import CredentialIssuer, WorkloadCredential
 
 log = logging.getLogger("courtyard.runtime")
 
@@ -79,6 +82,7 @@ class Instance:
         launcher: ProcessLauncher,
         policy: RestartPolicy,
         on_change: Callable[[Instance], None],
+        issuer: CredentialIssuer | None = None,
     ) -> None:
         self.id = instance_id
         self.spec = spec
@@ -106,6 +110,19 @@ class Instance:
         self._exit: asyncio.Future[int] | None = None
         self._preparing: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # The mesh credential of each process, when the supervisor has an issuer.
+        self.credential = (
+            WorkloadCredential(
+                issuer,
+                app=spec.app,
+                instance=instance_id,
+                workdir=self.workdir,
+                clock=clock,
+                mesh_url=config.mesh_url,
+            )
+            if issuer is not None
+            else None
+        )
 
     # -- what the supervisor calls ----------------------------------------------------------
 
@@ -139,6 +156,8 @@ class Instance:
             self.first_outcome.set_result("stopped before it was ready")
         if self._preparing is not None:
             await asyncio.wait({self._preparing})
+        if self.credential is not None:
+            await self.credential.close()  # revoked once the process is gone
         if self._writer is not None:
             self._writer.close()
         try:
@@ -192,6 +211,9 @@ class Instance:
                 reason = f"supervision error: {exc}"
                 if self._handle is not None and self._exit is not None and not self._exit.done():
                     await self._terminate(self._handle, self._exit, self._config.stop_grace)
+            if self.credential is not None:
+                # The process is gone: its credential goes with it (the next one gets a new one).
+                await self.credential.close()
             if self._handle is not None and self._exit is not None and self._exit.done():
                 await self._handle.wait_closed()  # its last words reach the log first
             self.last_failure = reason
@@ -224,6 +246,12 @@ class Instance:
             await asyncio.shield(self._preparing)
         except Exception as exc:
             return f"could not prepare its working copy: {exc}"
+        if self.credential is not None:
+            try:
+                await self.credential.open()
+            except Exception as exc:
+                self._note(f"courtyard: cannot get a workload credential: {exc}")
+                return f"could not get its workload credential: {exc}"
         try:
             handle = await self._launch()
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -258,6 +286,7 @@ class Instance:
             port=port,
             node_env=os.environ,
             python_dir=os.path.dirname(sys.executable),
+            workload=self.credential.environment() if self.credential is not None else None,
         )
         if self._writer is None or self._writer.closed:
             self._writer = RotatingLogWriter(

@@ -42,6 +42,7 @@ from courtyard.runtime._phases import (
     describe_wait,
     join_notes,
 )
+from courtyard.runtime._workload import CREDENTIAL_KEY, MESH_URL_KEY, CredentialIssuer
 
 log = logging.getLogger("courtyard.runtime")
 
@@ -88,8 +89,11 @@ class Supervisor:
         *,
         clock: Clock | None = None,
         launcher: ProcessLauncher | None = None,
+        credentials: CredentialIssuer | None = None,
     ) -> None:
+        """``credentials``: mints the mesh credential of every instance (None: no mesh)."""
         self._config = config
+        self._credentials = credentials
         self._traffic = traffic
         self._clock = clock or SystemClock()
         self._launcher = launcher or LocalProcessLauncher(clock=self._clock)
@@ -144,7 +148,7 @@ class Supervisor:
         ones are kept under restart policy (they may recover or end in crash-loop).
         """
         self._require_open()
-        check_spec(spec, self._config)
+        check_spec(spec, self._config, self._workload_keys())
         app = self._apps.setdefault(spec.app, _App(spec.app))
         async with app.lock:
             if app.is_removed:  # removed while this call waited for the lock
@@ -433,7 +437,17 @@ class Supervisor:
             launcher=self._launcher,
             policy=self._policy,
             on_change=self._changed,
+            issuer=self._credentials,
         )
+
+    def _workload_keys(self) -> dict[str, str] | None:
+        """Placeholders for the mesh variables instances get (for checking specs)."""
+        if self._credentials is None:
+            return None
+        keys = {CREDENTIAL_KEY: "workload.jwt"}
+        if self._config.mesh_url:
+            keys[MESH_URL_KEY] = self._config.mesh_url
+        return keys
 
     def _app(self, name: str) -> _App:
         app = self._apps.get(name)
