@@ -35,6 +35,8 @@ class NodeConfig:
     session_absolute: float = 43200.0  # seconds a session lives at most
     login_max_delay: float = 60.0  # cap of the growing delay after failed sign-ins
     key_propagation: float = 300.0  # seconds a new signing key is published before it signs
+    events_max_attempts: int = 8  # sends of an event to a subscriber before it is dead
+    events_base_delay: float = 1.0  # seconds before the second send (then doubling, capped)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

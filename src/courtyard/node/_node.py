@@ -305,7 +305,11 @@ class Node:
                 policies,
                 sender,
                 audit=audit,
-                config=EventBusConfig(trust_domain=DEFAULT_TRUST_DOMAIN),
+                config=EventBusConfig(
+                    trust_domain=DEFAULT_TRUST_DOMAIN,
+                    max_attempts=config.events_max_attempts,
+                    base_delay=config.events_base_delay,
+                ),
             )
             delivery = asyncio.create_task(bus.run(), name="events")
             stack.callback(delivery.cancel)
