@@ -100,6 +100,10 @@ class DataPlane:
         self._access = dict(access or {})
         self._mesh = dict(mesh or {})
 
+    def mesh_policies(self) -> dict[str, MeshPolicy]:
+        """Every app's mesh policy as the gateway enforces it now (a copy)."""
+        return dict(self._mesh)
+
     def set_mesh(self, settings: MeshSettings | None) -> None:
         """The mesh listener's settings (None: the snapshot names no mesh); takes effect at
         the next :meth:`sync`."""

@@ -25,6 +25,7 @@ from courtyard.audit import Actor, AuditConfig, AuditEvent, AuditLog, SqlAuditSt
 from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
 from courtyard.contracts import (
     DEFAULT_TRUST_DOMAIN,
+    MeshPolicy,
     MeshSettings,
     Route,
     UpstreamInstance,
@@ -58,7 +59,6 @@ from courtyard.mesh import (
     WorkloadConfig,
     WorkloadIdentities,
     graph_router,
-    policies_of,
 )
 from courtyard.mesh.api import events_router
 from courtyard.node._apiauth import ApiAuthenticator
@@ -295,8 +295,10 @@ class Node:
             self.lifecycle = lifecycle
             stack.push_async_callback(lifecycle.aclose)
 
-            async def policies() -> dict[str, Any]:
-                return policies_of(await catalog.list())
+            async def policies() -> dict[str, MeshPolicy]:
+                # The policies the gateway enforces, kept current by the lifecycle: no catalog
+                # read per publish.
+                return dataplane.mesh_policies()
 
             sender = HttpMeshSender(self.mesh_url, credential=held.current)
             stack.push_async_callback(sender.aclose)
