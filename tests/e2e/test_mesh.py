@@ -454,4 +454,21 @@ def test_the_graph_marks_the_declared_call_as_seen(mesh: Mesh) -> None:
     assert publish_edge["declared"], publish_edge
     subscribe_edge = found[("orders.created", "ledger", "subscribe")]
     assert subscribe_edge["declared"], subscribe_edge
+    # Events were published and delivered to ledger (an earlier test, or this one's publish):
+    # a 2xx delivery marks its subscribe edge seen.
+    publish(mesh, "orders.created", 1)
+    seen = wait_for(
+        lambda: next(
+            (
+                e
+                for e in json.loads(mesh.node.cli("graph", "--format", "json").stdout)["edges"]
+                if (e["from"], e["to"], e["kind"]) == ("orders.created", "ledger", "subscribe")
+                and e["seen"]
+            ),
+            None,
+        ),
+        15,
+        "the subscribe edge marked seen",
+    )
+    assert seen["declared"]
     assert not any("bystander" in (e[0], e[1]) for e in found)  # it declares nothing

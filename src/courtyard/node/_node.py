@@ -305,7 +305,7 @@ class Node:
             bus = EventBus(
                 SqlEventStore(db),
                 policies,
-                sender,
+                _SeenDeliveries(sender, self._edges),
                 audit=audit,
                 config=EventBusConfig(
                     trust_domain=DEFAULT_TRUST_DOMAIN,
@@ -463,6 +463,22 @@ async def _record_node(audit: AuditLog, action: str, node: Node) -> None:
             },
         )
     )
+
+
+class _SeenDeliveries:
+    """A delivery sender that marks ``_events/<topic>><subscriber>`` as seen on a 2xx, for the
+    dependency graph (the gateway workers do not count the control plane's own deliveries)."""
+
+    def __init__(self, sender: HttpMeshSender, edges: set[str]) -> None:
+        self._sender = sender
+        self._edges = edges
+
+    async def send(self, subscriber: str, handler: str, cloudevent: str) -> int:
+        status = await self._sender.send(subscriber, handler, cloudevent)
+        if 200 <= status < 300:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._edges.add(f"_events/{json.loads(cloudevent)['type']}>{subscriber}")
+        return status
 
 
 async def _sweep_workloads(workloads: WorkloadIdentities) -> None:
