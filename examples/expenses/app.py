@@ -26,10 +26,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from courtyard.sdk import (
+    AsyncMeshClient,
     Identity,
     IdentityError,
     IdentityMiddleware,
     IdentityVerifier,
+    MeshError,
     from_environment,
 )
 
@@ -137,9 +139,23 @@ def caller(request: Request) -> Identity:
     return identity
 
 
-def create_app(revision: str, verifier: IdentityVerifier) -> Starlette:
-    """Build the app; nothing here reads the environment or opens a socket."""
+def create_app(
+    revision: str, verifier: IdentityVerifier, mesh: AsyncMeshClient | None = None
+) -> Starlette:
+    """Build the app; nothing here reads the environment or opens a socket.
+
+    With ``mesh`` the app asks the notes app, through the platform's mesh and on behalf of
+    the signed-in user, how many team notes there are (its manifest declares that call)."""
     book = ExpenseBook(SEED)
+
+    async def team_notes(identity: Identity) -> dict[str, Any]:
+        if mesh is None:
+            return {"available": False, "reason": "no mesh (running outside Courtyard)"}
+        try:
+            answer = await mesh.call("notes", "/notes", on_behalf_of=identity, timeout=2.0)
+            return {"available": True, "count": len(answer.json())}
+        except (MeshError, ValueError) as exc:
+            return {"available": False, "reason": str(exc)[:200]}
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -152,12 +168,19 @@ def create_app(revision: str, verifier: IdentityVerifier) -> Starlette:
             for e in book.all()
         )
         name = html.escape(caller(request).display_name)
+        notes = await team_notes(caller(request))
+        notes_line = (
+            f"{notes['count']} team notes (from the notes app, through the mesh)"
+            if notes["available"]
+            else "Team notes are not available right now."
+        )
         page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Expense reports</title></head>
 <body>
 <h1>Expense reports</h1>
 <p class="greeting">Hello, {name}</p>
 <p>Revision <code>{html.escape(revision)}</code></p>
+<p class="notes">{html.escape(notes_line)}</p>
 <table><tr><th>#</th><th>Description</th><th>Amount</th><th>By</th></tr>{rows}</table>
 <p><a href="{prefix}/api/expenses">JSON API</a> · <a href="{prefix}/healthz">health</a></p>
 </body></html>
@@ -166,6 +189,9 @@ def create_app(revision: str, verifier: IdentityVerifier) -> Starlette:
 
     async def list_expenses(request: Request) -> Response:
         return JSONResponse(book.all())
+
+    async def notes_summary(request: Request) -> Response:
+        return JSONResponse(await team_notes(caller(request)))
 
     async def me(request: Request) -> Response:
         identity = caller(request)
@@ -208,6 +234,7 @@ def create_app(revision: str, verifier: IdentityVerifier) -> Starlette:
             Route("/api/expenses", list_expenses, methods=["GET"]),
             Route("/api/expenses", create_expense, methods=["POST"]),
             Route("/api/me", me, methods=["GET"]),
+            Route("/api/team-notes", notes_summary, methods=["GET"]),
         ],
         # /healthz stays open: the platform's health checks call it directly.
         middleware=[Middleware(IdentityMiddleware, verifier=verifier, exempt_paths=["/healthz"])],
@@ -227,10 +254,12 @@ def main() -> None:
         verifier = from_environment()
     except IdentityError as exc:
         sys.exit(f"expenses: {exc}")
+    # COURTYARD_MESH_URL and COURTYARD_WORKLOAD_CREDENTIAL: set when the platform runs us.
+    mesh = AsyncMeshClient.from_environment() if os.environ.get("COURTYARD_MESH_URL") else None
     signal.signal(signal.SIGTERM, handle_sigterm)
     signal.signal(signal.SIGINT, handle_sigterm)
     config = uvicorn.Config(
-        create_app(revision, verifier),
+        create_app(revision, verifier, mesh),
         host="127.0.0.1",
         port=port,
         log_level="info",

@@ -55,6 +55,13 @@ def test_demo_fleet_answers_through_one_port(node_factory: Any) -> None:
             assert response.status_code == 200, (name, response.text)
             assert response.headers.get("x-request-id")
             assert "Dana Fleet" in response.text
+        # Two demo apps call each other through the mesh: expenses asks notes, on Dana's behalf.
+        bearer = {"Authorization": f"Bearer {token}"}
+        notes = client.get("/apps/expenses/api/team-notes", headers=bearer).json()
+        assert notes["available"] is True and notes["count"] >= 0, notes
+        assert "team notes (from the notes app, through the mesh)" in (
+            client.get("/apps/expenses/", headers=bearer).text
+        )
         assert client.get("/apps/no-such-app/").status_code == 404
         assert client.get("/healthz").json() == {"status": "ok"}
     status = node.cli("status")
