@@ -19,7 +19,7 @@ from courtyard.lifecycle._lifecycle import (
     Rollout,
     Runtime,
 )
-from courtyard.lifecycle._specs import routes_for, workload_for
+from courtyard.lifecycle._specs import mesh_policy, routes_for, workload_for
 
 __all__ = [
     "SYSTEM",
@@ -35,6 +35,7 @@ __all__ = [
     "Rollout",
     "Runtime",
     "SnapshotPublisher",
+    "mesh_policy",
     "routes_for",
     "workload_for",
 ]

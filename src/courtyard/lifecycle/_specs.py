@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from courtyard.catalog import App, Revision
+from courtyard.catalog import App, Manifest, Revision
 from courtyard.contracts import (
     AccessPolicy,
     MeshAccept,
@@ -79,9 +79,14 @@ def access_for(app: App) -> AccessPolicy:
 
 
 def mesh_for(app: App) -> MeshPolicy:
-    """``app``'s side of the mesh, from its manifest: the calls it declares, the callers it
+    """``app``'s side of the mesh (see :func:`mesh_policy`)."""
+    return mesh_policy(app.manifest)
+
+
+def mesh_policy(manifest: Manifest) -> MeshPolicy:
+    """An app's side of the mesh, from its manifest: the calls it declares, the callers it
     accepts (None: every caller that declares the call), its topics and subscriptions."""
-    spec = app.manifest.spec
+    spec = manifest.spec
     accepts = None
     if spec.accepts is not None:
         accepts = [

@@ -14,15 +14,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Literal, TypedDict
 
-from courtyard.catalog import App, Manifest
+from courtyard.catalog import App
 from courtyard.contracts import (
-    MeshAccept,
     MeshCall,
     MeshPolicy,
-    Subscription,
     method_matches,
     path_matches,
 )
+from courtyard.lifecycle import mesh_policy
 
 __all__ = [
     "EVENTS_APP",
@@ -34,7 +33,6 @@ __all__ = [
     "build_graph",
     "graph_from_document",
     "is_refused",
-    "mesh_policy",
     "policies_of",
     "render",
     "render_dot",
@@ -73,26 +71,6 @@ GraphEdge = TypedDict(
 class GraphDocument(TypedDict):
     nodes: list[GraphNode]
     edges: list[GraphEdge]
-
-
-def mesh_policy(manifest: Manifest) -> MeshPolicy:
-    """An app's side of the mesh from its manifest (``accepts`` None when it lists none)."""
-    spec = manifest.spec
-    accepts = None
-    if spec.accepts is not None:
-        accepts = [
-            MeshAccept(caller=rule.from_, paths=list(rule.paths), methods=list(rule.methods))
-            for rule in spec.accepts
-        ]
-    return MeshPolicy(
-        consumes=[
-            MeshCall(service=call.service, paths=list(call.paths), methods=list(call.methods))
-            for call in spec.consumes
-        ],
-        accepts=accepts,
-        publishes=list(spec.publishes),
-        subscribes=[Subscription(topic=s.topic, handler=s.handler) for s in spec.subscribes],
-    )
 
 
 def policies_of(apps: Iterable[App]) -> dict[str, MeshPolicy]:

@@ -23,12 +23,12 @@ from courtyard.catalog import App, Catalog, MemoryCatalogStore, parse_manifest
 from courtyard.cli._graph import register
 from courtyard.core import FakeClock
 from courtyard.iam import Principal
+from courtyard.lifecycle import mesh_policy
 from courtyard.mesh._graph import (
     GraphDocument,
     build_graph,
     graph_from_document,
     is_refused,
-    mesh_policy,
     policies_of,
     render,
     render_dot,
