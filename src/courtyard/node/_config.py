@@ -37,8 +37,18 @@ class NodeConfig:
     key_propagation: float = 300.0  # seconds a new signing key is published before it signs
     events_max_attempts: int = 8  # sends of an event to a subscriber before it is dead
     events_base_delay: float = 1.0  # seconds before the second send (then doubling, capped)
+    workload_lifetime: float = 600.0  # seconds an app's mesh credential lives (1 to 900)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.workload_lifetime <= 900:
+            raise ConfigInvalid(
+                f"setting 'workload_lifetime': {self.workload_lifetime:g} is not between 1 and "
+                "900 seconds (mesh credentials live at most 15 minutes)"
+            )
+        if self.events_max_attempts < 1 or self.events_base_delay <= 0:
+            raise ConfigInvalid(
+                "settings 'events_max_attempts' and 'events_base_delay' must be positive"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigInvalid("settings 'tls_cert' and 'tls_key' go together: give both")
 

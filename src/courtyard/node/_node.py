@@ -258,7 +258,11 @@ class Node:
             clock = SystemClock()
             workloads = WorkloadIdentities(
                 keys,
-                WorkloadConfig(issuer=self.url, trust_domain=DEFAULT_TRUST_DOMAIN),
+                WorkloadConfig(
+                    issuer=self.url,
+                    trust_domain=DEFAULT_TRUST_DOMAIN,
+                    lifetime=config.workload_lifetime,
+                ),
                 clock=clock,
                 listener=feed.credentials_changed,
                 applied=lambda: feed.settle(0),

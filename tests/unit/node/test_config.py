@@ -109,3 +109,17 @@ def test_empty_variable_unsets_an_optional_path(tmp_path: Path) -> None:
 def test_incomplete_tls_settings_are_named(flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigInvalid, match=message):
         load_config(flags, {})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("workload_lifetime", "0"),
+        ("workload_lifetime", "901"),
+        ("events_max_attempts", "0"),
+        ("events_base_delay", "0"),
+    ],
+)
+def test_mesh_settings_out_of_range_are_one_clear_error(key: str, value: str) -> None:
+    with pytest.raises(ConfigInvalid, match=key):
+        load_config({}, {f"COURTYARD_{key.upper()}": value})
