@@ -317,8 +317,6 @@ class Node:
                     base_delay=config.events_base_delay,
                 ),
             )
-            delivery = asyncio.create_task(bus.run(), name="events")
-            stack.callback(delivery.cancel)
             events = events_router(
                 bus, IdentityAssertionVerifier(keys, self.url, audience=CONTROL_PLANE_APP)
             )
@@ -393,6 +391,10 @@ class Node:
 
             await _record_node(audit, "node.start", self)
             await lifecycle.reconcile()
+            # Only now: before reconcile the data plane holds no mesh policies, and the bus
+            # would bury every due delivery as one to an app that no longer subscribes.
+            delivery = asyncio.create_task(bus.run(), name="events")
+            stack.callback(delivery.cancel)
             _write_atomic(
                 data_dir / INFO_FILE,
                 json.dumps(
