@@ -14,8 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from courtyard.cli._client import ApiClient, CliError, resolve_target
-from courtyard.cli._terminal import AsJson, DataDir, Url, fail, out, print_json
+from courtyard.cli._terminal import AsJson, DataDir, Url, call_api, fail, out, print_json
 
 _OPTIONS: dict[str, Any] = {
     "no_args_is_help": True,
@@ -40,14 +39,7 @@ def register(app: typer.Typer) -> None:
         app.add_typer(sub, name=sub.info.name)
 
 
-def _call(url: str | None, data_dir: Path, method: str, path: str, **kwargs: Any) -> Any:
-    api = ApiClient(resolve_target(url, data_dir))
-    try:
-        return api.request(method, path, **kwargs)
-    except CliError as exc:
-        fail(str(exc), exc.details)
-    finally:
-        api.close()
+_call = call_api
 
 
 def _password(from_stdin: bool) -> str:

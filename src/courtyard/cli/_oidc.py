@@ -14,8 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from courtyard.cli._client import ApiClient, CliError, resolve_target
-from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
+from courtyard.cli._terminal import AsJson, DataDir, Url, call_api, err, out, print_json
 
 __all__ = ["clients", "keys", "register"]
 
@@ -41,14 +40,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys, name="keys")
 
 
-def _call(url: str | None, data_dir: Path, method: str, path: str, **kwargs: Any) -> Any:
-    api = ApiClient(resolve_target(url, data_dir))
-    try:
-        return api.request(method, path, **kwargs)
-    except CliError as exc:
-        fail(str(exc), exc.details)
-    finally:
-        api.close()
+_call = call_api
 
 
 def _show_client(document: dict[str, Any]) -> None:

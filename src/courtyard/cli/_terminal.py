@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from courtyard.cli._client import ApiClient, CliError, resolve_target
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -42,3 +44,14 @@ def fail(message: str, details: list[str] | None = None) -> NoReturn:
 def print_json(document: Any) -> None:
     """A document for scripts on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def call_api(url: str | None, data_dir: Path, method: str, path: str, **kwargs: Any) -> Any:
+    """One call to the node's API; any failure is one readable line and exit 1."""
+    api = ApiClient(resolve_target(url, data_dir))
+    try:
+        return api.request(method, path, **kwargs)
+    except CliError as exc:
+        fail(str(exc), exc.details)
+    finally:
+        api.close()
