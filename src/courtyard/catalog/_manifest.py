@@ -35,15 +35,25 @@ from courtyard.catalog._types import (
     Label,
     Method,
     NonNegativeDuration,
+    Objective,
     PathPattern,
     PlaceholderText,
     Replicas,
     RoutePath,
+    SloWindow,
     Stage,
     Threshold,
     Topic,
     fail_at,
     unique,
+)
+from courtyard.contracts import (
+    DEFAULT_COOLDOWN,
+    DEFAULT_SLO_WINDOW,
+    RemediationAction,
+    RemediationSpec,
+    Severity,
+    SloSpec,
 )
 from courtyard.core import is_dns_label
 
@@ -219,6 +229,35 @@ class SubscribeSpec(_Model):
     handler: PathPattern
 
 
+class SloDeclaration(_Model):
+    """A service level objective: ``availability`` (share of answers that are not 5xx) or
+    ``latency`` (share of answers within ``threshold``), over a rolling ``window``."""
+
+    name: Label
+    indicator: Literal["availability", "latency"]
+    objective: Objective
+    window: SloWindow = DEFAULT_SLO_WINDOW
+    threshold: Duration | None = None
+    description: Annotated[str | None, Field(max_length=1000)] = None
+
+    @model_validator(mode="after")
+    def _threshold_fits(self) -> Self:
+        if self.indicator == "latency" and self.threshold is None:
+            fail_at([(("threshold",), "required for a latency SLO", None)])
+        if self.indicator == "availability" and self.threshold is not None:
+            fail_at([(("threshold",), "only for a latency SLO", self.threshold)])
+        return self
+
+
+class RemediationDeclaration(_Model):
+    """A runbook action the platform runs by itself when an SLO alert of the app fires."""
+
+    severity: Severity = "page"
+    action: RemediationAction
+    slo: Label | None = None
+    cooldown: Duration = DEFAULT_COOLDOWN
+
+
 class ManifestSpec(_Model):
     """What the app does: its stage, how it runs, where it is routed and what it provides."""
 
@@ -231,10 +270,21 @@ class ManifestSpec(_Model):
     accepts: list[AcceptSpec] | None = None
     publishes: Annotated[list[Topic], AfterValidator(unique)] = Field(default_factory=list)
     subscribes: list[SubscribeSpec] = Field(default_factory=list)
+    slos: list[SloDeclaration] = Field(default_factory=list)
+    remediation: list[RemediationDeclaration] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        names: dict[str, int] = {}
+        for index, slo in enumerate(self.slos):
+            first = names.setdefault(slo.name, index)
+            if first != index:
+                problems.append((("slos", index, "name"), f"duplicate of slos[{first}]", slo.name))
+        for index, action in enumerate(self.remediation):
+            if action.slo is not None and action.slo not in names:
+                message = f"no SLO named {action.slo} in spec.slos"
+                problems.append((("remediation", index, "slo"), message, action.slo))
         seen: dict[tuple[str | None, str], int] = {}
         for index, route in enumerate(self.routes):
             first = seen.setdefault((route.host, route.path), index)
@@ -281,6 +331,33 @@ class Manifest(_Model):
     def name(self) -> str:
         """The app's name (``metadata.name``)."""
         return self.metadata.name
+
+    def slo_specs(self) -> list[SloSpec]:
+        """The app's SLOs in the telemetry service's vocabulary."""
+        return [
+            SloSpec(
+                app=self.name,
+                name=slo.name,
+                indicator=slo.indicator,
+                objective=slo.objective,
+                window=slo.window,
+                threshold=slo.threshold,
+            )
+            for slo in self.spec.slos
+        ]
+
+    def remediation_specs(self) -> list[RemediationSpec]:
+        """The app's runbook actions in the telemetry service's vocabulary."""
+        return [
+            RemediationSpec(
+                app=self.name,
+                severity=item.severity,
+                action=item.action,
+                slo=item.slo,
+                cooldown=item.cooldown,
+            )
+            for item in self.spec.remediation
+        ]
 
     def document(self) -> dict[str, Any]:
         """The canonical JSON-able form: YAML field names, every default filled in."""

@@ -226,6 +226,29 @@ def _duration(minimum: float) -> Callable[[Any], float]:
     return validate
 
 
+_WINDOW = re.compile(r"(\d+)(h|d|w)")
+_WINDOW_UNITS = {"h": 3600.0, "d": _DAY, "w": 7 * _DAY}
+
+
+def _slo_window(value: Any) -> float:
+    """Parse an SLO window: "28d", "30d", "4w" or "168h"; from 1d to 90d."""
+    if not isinstance(value, str) or not (match := _WINDOW.fullmatch(value.strip())):
+        fail(f'expected a window like "28d", "30d" or "4w", got {show(value)}')
+    seconds = int(match[1]) * _WINDOW_UNITS[match[2]]
+    if not _DAY <= seconds <= 90 * _DAY:
+        fail(f"expected a window from 1d to 90d, got {show(value)}")
+    return seconds
+
+
+def _objective(value: Any) -> float:
+    """A percentage such as 99.9, strictly between 0 and 100, as a fraction (0.999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        fail(f"expected a percentage like 99.9, got {show(value)}")
+    if not 0 < value < 100:
+        fail(f"expected a percentage above 0 and below 100, got {show(value)}")
+    return float(Decimal(str(value)) / 100)
+
+
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|K|M|G|T)?")
 _QUANTITY_UNITS = {
     None: 1,
@@ -328,6 +351,22 @@ _DURATION_SCHEMA = WithJsonSchema(
 )
 Duration = Annotated[float, BeforeValidator(_duration(0.001)), _DURATION_SCHEMA]
 NonNegativeDuration = Annotated[float, BeforeValidator(_duration(0.0)), _DURATION_SCHEMA]
+SloWindow = Annotated[
+    float,
+    BeforeValidator(_slo_window),
+    PlainSerializer(
+        lambda seconds: (
+            f"{round(seconds / _DAY)}d" if seconds % _DAY == 0 else f"{round(seconds / 3600)}h"
+        )
+    ),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9]+(h|d|w)$", "examples": ["28d"]}),
+]
+Objective = Annotated[
+    float,
+    BeforeValidator(_objective),
+    PlainSerializer(lambda fraction: float(Decimal(str(fraction)) * 100)),
+    WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100}),
+]
 ByteSize = Annotated[
     int,
     BeforeValidator(_byte_quantity),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, NotRequired, TypedDict
 
 from courtyard.contracts._identity import AccessDenial, GatewayCredential
+from courtyard.contracts._telemetry import SpansMessage
 from courtyard.contracts._snapshot import GatewaySnapshot
 
 
@@ -80,12 +81,18 @@ class LatencyHistogram(TypedDict):
 
 
 class WorkerMetrics(TypedDict):
-    """A worker's counters since it started (cumulative, never reset while it lives)."""
+    """A worker's counters since it started (cumulative, never reset while it lives).
 
-    requests: dict[str, int]  # "app|2xx" -> count; app "-" for requests matching no route
-    latency: dict[str, LatencyHistogram]  # app -> histogram of seconds to the response end
+    Labels are bounded: ``route`` is the matched route's path prefix from the catalog (the
+    route template), never the request's path; "-" stands for no route or no app.
+    """
+
+    requests: dict[str, int]  # "app|route|2xx" -> count of requests through the gateway
+    latency: dict[str, LatencyHistogram]  # "app|route" -> seconds to the response end
     upstream_errors: dict[str, int]  # "app|connect", "app|timeout", "app|reset", "app|protocol"
     in_flight: int
+    mesh: NotRequired[dict[str, int]]  # "caller>target|2xx" -> count of mesh calls
+    mesh_latency: NotRequired[dict[str, LatencyHistogram]]  # "caller>target" -> seconds
 
 
 class MetricsMessage(TypedDict):
@@ -103,4 +110,5 @@ ControlMessage = (
     | CredentialsMessage
     | CredentialsAppliedMessage
     | UsageMessage
+    | SpansMessage
 )
