@@ -53,6 +53,15 @@ from courtyard.contracts._messages import (
     UsageMessage,
     WorkerMetrics,
 )
+from courtyard.contracts._snapshot import (
+    LATENCY_BUCKETS,
+    AppUpstream,
+    GatewaySnapshot,
+    MeshSettings,
+    Route,
+    UpstreamInstance,
+    empty_snapshot,
+)
 from courtyard.contracts._telemetry import (
     DEFAULT_COOLDOWN,
     DEFAULT_SLO_WINDOW,
@@ -65,15 +74,6 @@ from courtyard.contracts._telemetry import (
     SloSpec,
     SpanRecord,
     SpansMessage,
-)
-from courtyard.contracts._snapshot import (
-    LATENCY_BUCKETS,
-    AppUpstream,
-    GatewaySnapshot,
-    MeshSettings,
-    Route,
-    UpstreamInstance,
-    empty_snapshot,
 )
 
 __all__ = [

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Literal, NotRequired, TypedDict
 
 from courtyard.contracts._identity import AccessDenial, GatewayCredential
-from courtyard.contracts._telemetry import SpansMessage
 from courtyard.contracts._snapshot import GatewaySnapshot
+from courtyard.contracts._telemetry import SpansMessage
 
 
 class HelloMessage(TypedDict):
