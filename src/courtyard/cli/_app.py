@@ -316,6 +316,35 @@ def restart(name: str, url: Url = None, data_dir: DataDir = Path(".courtyard")) 
 
 
 @app.command()
+def rollback(
+    name: str,
+    to: Annotated[
+        int | None, typer.Option("--to", help="Revision to return to (default: the one before).")
+    ] = None,
+    url: Url = None,
+    data_dir: DataDir = Path(".courtyard"),
+) -> None:
+    """Make an earlier revision current again and roll it out."""
+    body = {"revision": to} if to is not None else None
+    result = call(client(url, data_dir), "POST", f"/api/v1/apps/{name}/rollback", json=body)
+    out.print(f"Rolling {name} back to revision {result['rollout']['revision']}")
+
+
+@app.command()
+def scale(
+    name: str,
+    replicas: Annotated[int, typer.Argument(help="Instances to run (1-64).")],
+    url: Url = None,
+    data_dir: DataDir = Path(".courtyard"),
+) -> None:
+    """Run this many instances of an app (recorded as a new revision)."""
+    body = {"replicas": replicas}
+    result = call(client(url, data_dir), "POST", f"/api/v1/apps/{name}/scale", json=body)
+    revision = result.get("revision", {}).get("number", "?")
+    out.print(f"Scaling {name} to {replicas} instance(s) (revision {revision})")
+
+
+@app.command()
 def stop(name: str, url: Url = None, data_dir: DataDir = Path(".courtyard")) -> None:
     """Stop every instance of an app; it stays in the catalog."""
     call(client(url, data_dir), "POST", f"/api/v1/apps/{name}/stop")

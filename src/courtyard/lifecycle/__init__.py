@@ -4,11 +4,17 @@ Error tree::
 
     LifecycleError
     ├── AppNotDeployable
-    └── DeployRefused
+    ├── DeployRefused
+    └── NoEarlierRevision
 """
 
 from courtyard.lifecycle._dataplane import DataPlane, SnapshotPublisher
-from courtyard.lifecycle._errors import AppNotDeployable, DeployRefused, LifecycleError
+from courtyard.lifecycle._errors import (
+    AppNotDeployable,
+    DeployRefused,
+    LifecycleError,
+    NoEarlierRevision,
+)
 from courtyard.lifecycle._lifecycle import (
     SYSTEM,
     AuditRecorder,
@@ -32,6 +38,7 @@ __all__ = [
     "Lifecycle",
     "LifecycleConfig",
     "LifecycleError",
+    "NoEarlierRevision",
     "Rollout",
     "Runtime",
     "SnapshotPublisher",

@@ -18,3 +18,13 @@ class AppNotDeployable(LifecycleError):
 
 class DeployRefused(LifecycleError):
     """A deploy request that is not a bundle or a manifest."""
+
+
+class NoEarlierRevision(LifecycleError):
+    """A rollback asked for the revision before the first one."""
+
+    def __init__(self, app: str, current: int) -> None:
+        super().__init__(
+            f"{app}: revision {current} is its first; there is nothing to roll back to"
+        )
+        self.app = app

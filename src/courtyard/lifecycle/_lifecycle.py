@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -20,13 +20,14 @@ from courtyard.catalog import (
     App,
     BundleStore,
     Catalog,
+    Manifest,
     Registration,
     Revision,
     parse_manifest,
 )
 from courtyard.core import Clock, CourtyardError, SystemClock
 from courtyard.lifecycle._dataplane import DataPlane
-from courtyard.lifecycle._errors import AppNotDeployable
+from courtyard.lifecycle._errors import AppNotDeployable, NoEarlierRevision
 from courtyard.lifecycle._specs import access_for, mesh_for, routes_for, workload_for
 from courtyard.runtime import (
     AppNotRunning,
@@ -133,6 +134,7 @@ class Lifecycle:
         self._clock = clock or SystemClock()
         self._rollouts: dict[str, Rollout] = {}
         self._apps: dict[str, _AppTasks] = {}
+        self._observers: list[Callable[[list[App]], None]] = []
 
     @property
     def catalog(self) -> Catalog:
@@ -189,6 +191,48 @@ class Lifecycle:
             revision = await self._catalog.revision(name, app.current_revision)
             note["revision"] = revision.number
         return self._start_rollout(name, revision, caller, restart=True)
+
+    async def rollback(self, name: str, to: int | None = None, caller: Caller = SYSTEM) -> Rollout:
+        """Make an earlier revision current again and roll it out (``kubectl rollout undo``).
+
+        ``to`` None means the revision before the current one. The revision keeps its number:
+        the history is not rewritten, and deploying the bad revision again makes it current.
+        """
+        async with self._audited(caller, "app.rollback", f"app/{name}") as note:
+            app = await self._catalog.get(name)
+            self._require_runnable(app)
+            if to is None:
+                older = [r.number for r in await self._catalog.revisions(name)]
+                older = [n for n in older if n < app.current_revision]
+                if not older:
+                    raise NoEarlierRevision(name, app.current_revision)
+                to = older[-1]
+            revision = await self._catalog.revision(name, to)
+            note["from"], note["revision"] = app.current_revision, revision.number
+            if to != app.current_revision:
+                await self._catalog.set_current(name, to)
+            if app.desired_state != "running":
+                await self._catalog.set_desired(name, "running")
+        await self._refresh_routes()
+        return self._start_rollout(name, revision, caller)
+
+    async def scale(self, name: str, replicas: int, caller: Caller = SYSTEM) -> Deployment:
+        """Run ``replicas`` instances: a new revision of the current manifest and bundle with
+        only ``spec.run.replicas`` changed, so the change is in the history and survives a
+        restart of the node."""
+        async with self._audited(caller, "app.scale", f"app/{name}") as note:
+            app = await self._catalog.get(name)
+            self._require_runnable(app)
+            current = await self._catalog.revision(name, app.current_revision)
+            run = current.manifest.spec.run
+            assert run is not None  # _require_runnable
+            note["from"], note["replicas"] = run.replicas, replicas
+            document = current.manifest.document()
+            document["spec"]["run"]["replicas"] = replicas
+            manifest = Manifest.from_document(document)  # ManifestInvalid names the bound
+            registration = await self._catalog.register(manifest, current.bundle_digest)
+            _note_registration(note, registration)
+        return await self._after_register(registration, caller)
 
     async def stop(self, name: str, caller: Caller = SYSTEM) -> None:
         """Stop every instance of an app; it stays in the catalog, desired state "stopped"."""
@@ -272,15 +316,26 @@ class Lifecycle:
             with contextlib.suppress(asyncio.CancelledError):
                 await tasks.task
 
+    def on_catalog(self, observer: Callable[[list[App]], None]) -> None:
+        """Call ``observer`` with every app whenever the catalog changes (deploy, rollback,
+        scale, remove) and at reconcile: how SLOs and runbooks follow the manifests."""
+        self._observers.append(observer)
+
     async def _refresh_routes(self) -> None:
         routes = []
         access = {}
         mesh = {}
-        for app in await self._catalog.list():
+        apps = await self._catalog.list()
+        for app in apps:
             routes.extend(routes_for(app, self._config.domain))
             access[app.name] = access_for(app)
             mesh[app.name] = mesh_for(app)
         self._dataplane.set_routes(routes, access, mesh)
+        for observer in self._observers:
+            try:
+                observer(apps)
+            except Exception:  # an observer's bug must not fail a deploy
+                log.exception("catalog observer failed")
 
     def _start_rollout(
         self, name: str, revision: Revision, caller: Caller, *, restart: bool = False

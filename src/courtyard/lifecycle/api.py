@@ -1,4 +1,5 @@
-"""REST API for apps: deploy, list, status, restart, stop, remove and logs (``/api/v1/apps``)."""
+"""REST API for apps: deploy, list, status, restart, rollback, scale, stop, remove and logs
+(``/api/v1/apps``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from courtyard.audit import Actor
 from courtyard.catalog import App
@@ -117,6 +119,20 @@ def _deployment_document(lifecycle: Lifecycle, deployment: Deployment) -> dict[s
     }
 
 
+class RollbackBody(BaseModel):
+    """Which revision to make current (default: the one before the current one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    revision: Annotated[int | None, Field(ge=1)] = None
+
+
+class ScaleBody(BaseModel):
+    """How many instances the app should run."""
+
+    model_config = ConfigDict(extra="forbid")
+    replicas: Annotated[int, Field(ge=1, le=64)]
+
+
 def router(lifecycle: Lifecycle) -> APIRouter:
     """The ``/api/v1/apps`` routes over one lifecycle service."""
     api = APIRouter(prefix="/api/v1", tags=["apps"])
@@ -155,6 +171,25 @@ def router(lifecycle: Lifecycle) -> APIRouter:
     async def restart(name: str, request: Request) -> dict[str, Any]:
         rollout = await lifecycle.restart(name, caller_of(request))
         return {"app": name, "rollout": rollout_document(rollout)}
+
+    @api.post(
+        "/apps/{name}/rollback",
+        status_code=202,
+        summary="Make an earlier revision current again (default: the one before) and roll out",
+    )
+    async def rollback(name: str, request: Request, body: RollbackBody | None = None) -> Any:
+        to = body.revision if body is not None else None
+        rollout = await lifecycle.rollback(name, to, caller_of(request))
+        return {"app": name, "rollout": rollout_document(rollout)}
+
+    @api.post(
+        "/apps/{name}/scale",
+        summary="Run this many instances (a new revision with spec.run.replicas changed)",
+    )
+    async def scale(name: str, request: Request, body: ScaleBody) -> JSONResponse:
+        deployment = await lifecycle.scale(name, body.replicas, caller_of(request))
+        status = 201 if deployment.registration.created else 200
+        return JSONResponse(_deployment_document(lifecycle, deployment), status_code=status)
 
     @api.post("/apps/{name}/stop", summary="Stop every instance; the app stays registered")
     async def stop(name: str, request: Request) -> dict[str, Any]:

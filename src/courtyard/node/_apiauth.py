@@ -29,6 +29,18 @@ NODE_ADMIN = Principal(
 
 _READERS = ("platform-admin", "auditor")
 
+# The fleet's state and signals: any signed-in caller reads them, a platform admin changes them.
+_FLEET = (
+    "/api/v1/apps",
+    "/api/v1/schema",
+    "/api/v1/node",
+    "/api/v1/graph",
+    "/api/v1/health",
+    "/api/v1/traces",
+    "/api/v1/alerts",
+    "/api/v1/silences",
+)
+
 # What a scoped API token or an OAuth access token may reach: an area and read or write
 # ("write" includes "read"). An API token without scopes may do all its owner may; an OAuth
 # access token needs an API scope explicitly (OWASP ASVS V8.1: least privilege), so the
@@ -128,7 +140,7 @@ def permits(principal: Principal, method: str, path: str) -> bool:
         return False
     if path.startswith("/api/v1/audit"):
         return principal.is_admin or (reading and any(r in principal.roles for r in _READERS))
-    if path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node", "/api/v1/graph")):
+    if path.startswith(_FLEET):
         return reading or principal.is_admin
     return True
 
@@ -139,7 +151,7 @@ def _scopes_allow(principal: Principal, reading: bool, path: str) -> bool:
         return True  # who-am-I needs no scope
     if path.startswith("/api/v1/audit"):
         area = "audit"
-    elif path.startswith(("/api/v1/apps", "/api/v1/schema", "/api/v1/node", "/api/v1/graph")):
+    elif path.startswith(_FLEET):
         area = "apps"
     else:
         area = "iam"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,14 @@ class NodeConfig:
     events_max_attempts: int = 8  # sends of an event to a subscriber before it is dead
     events_base_delay: float = 1.0  # seconds before the second send (then doubling, capped)
     workload_lifetime: float = 600.0  # seconds an app's mesh credential lives (1 to 900)
+    telemetry: bool = True  # gateway metrics and traces (off only to measure their cost)
+    trace_sample: float = 1.0  # share of new traces recorded (parent-based, 0 to 1)
+    otlp_endpoint: str | None = None  # OTLP/HTTP traces endpoint, e.g. http://collector:4318
+    alert_interval: float = 10.0  # seconds between two evaluations of the SLO alert rules
+    alert_min_events: int = 10  # events an alert's short window needs before it may fire
+    notify_webhook_url: str | None = None  # alert notifications as signed JSON POSTs
+    notify_webhook_secret: str | None = field(default=None, repr=False)  # HMAC key (secret)
+    notify_slack_url: str | None = None  # a Slack incoming-webhook URL
 
     def __post_init__(self) -> None:
         if not 1 <= self.workload_lifetime <= 900:
@@ -48,6 +56,15 @@ class NodeConfig:
         if self.events_max_attempts < 1 or self.events_base_delay <= 0:
             raise ConfigInvalid(
                 "settings 'events_max_attempts' and 'events_base_delay' must be positive"
+            )
+        if not 0 <= self.trace_sample <= 1:
+            raise ConfigInvalid(f"setting 'trace_sample': {self.trace_sample:g} is not from 0 to 1")
+        if self.alert_interval <= 0 or self.alert_min_events < 1:
+            raise ConfigInvalid("settings 'alert_interval' and 'alert_min_events' must be positive")
+        if self.notify_webhook_url and not self.notify_webhook_secret:
+            raise ConfigInvalid(
+                "setting 'notify_webhook_url' needs 'notify_webhook_secret' (notifications are "
+                "signed); set COURTYARD_NOTIFY_WEBHOOK_SECRET"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigInvalid("settings 'tls_cert' and 'tls_key' go together: give both")

@@ -25,7 +25,7 @@ from courtyard.catalog import api as catalog_api
 from courtyard.core import problem
 from courtyard.iam import IamError
 from courtyard.iam import api as iam_api
-from courtyard.lifecycle import AppNotDeployable, DeployRefused, Lifecycle
+from courtyard.lifecycle import AppNotDeployable, DeployRefused, Lifecycle, NoEarlierRevision
 from courtyard.lifecycle import api as lifecycle_api
 from courtyard.node._apiauth import ApiAuthenticator
 from courtyard.node._guards import (
@@ -112,6 +112,10 @@ def build_api(
     @app.exception_handler(AppNotDeployable)
     async def not_deployable(_: Request, exc: AppNotDeployable) -> JSONResponse:
         return problem_response(409, dict(problem(409, "Not runnable", str(exc))))
+
+    @app.exception_handler(NoEarlierRevision)
+    async def no_earlier(_: Request, exc: NoEarlierRevision) -> JSONResponse:
+        return problem_response(409, dict(problem(409, "Nothing to roll back to", str(exc))))
 
     @app.exception_handler(DeployRefused)
     async def deploy_refused(_: Request, exc: DeployRefused) -> JSONResponse:
