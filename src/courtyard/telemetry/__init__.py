@@ -1,0 +1,73 @@
+"""Telemetry: the fleet's signals as one service — minute series of what the gateway and mesh
+counted, SLO budgets and burn rates, alerts with notifications and runbook actions, and the
+store of recent traces. Pure maths in ``_slo``/``_series``; asyncio and I/O in thin shells.
+"""
+
+from courtyard.telemetry._alerts import (
+    Alert,
+    AlertConfig,
+    AlertEngine,
+    AlertListener,
+    BurnSource,
+    Silence,
+)
+from courtyard.telemetry._notify import (
+    SIGNATURE_HEADER,
+    Notifier,
+    SlackChannel,
+    WebhookChannel,
+    payload,
+    sign,
+    verify_signature,
+)
+from courtyard.telemetry._remediate import RemediationActions, Remediator
+from courtyard.telemetry._series import AppSeries, CounterDeltas
+from courtyard.telemetry._service import (
+    FileSeriesStore,
+    MemorySeriesStore,
+    SeriesStore,
+    Signals,
+    Telemetry,
+)
+from courtyard.telemetry._slo import (
+    BURN_WINDOWS,
+    BurnRule,
+    SloStatus,
+    budget_remaining,
+    burn_rate,
+    burn_rules,
+)
+from courtyard.telemetry._traces import TraceStore, TraceSummary
+
+__all__ = [
+    "BURN_WINDOWS",
+    "SIGNATURE_HEADER",
+    "Alert",
+    "AlertConfig",
+    "AlertEngine",
+    "AlertListener",
+    "AppSeries",
+    "BurnRule",
+    "BurnSource",
+    "CounterDeltas",
+    "FileSeriesStore",
+    "MemorySeriesStore",
+    "Notifier",
+    "RemediationActions",
+    "Remediator",
+    "SeriesStore",
+    "Signals",
+    "Silence",
+    "SlackChannel",
+    "SloStatus",
+    "Telemetry",
+    "TraceStore",
+    "TraceSummary",
+    "WebhookChannel",
+    "budget_remaining",
+    "burn_rate",
+    "burn_rules",
+    "payload",
+    "sign",
+    "verify_signature",
+]
