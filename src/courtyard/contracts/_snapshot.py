@@ -78,6 +78,7 @@ class MeshSettings(TypedDict):
 
     trust_domain: str  # SPIFFE trust domain of workload identities
     events_app: str  # the built-in app that stores published events (the control plane)
+    traces_path: NotRequired[str]  # where that app takes the apps' spans (absent: no traces)
     events_path: str  # where in it: events_path + topic
 
 

@@ -86,6 +86,8 @@ class _Client(Protocol):
 
     def _finish(self, ex: Exchange) -> None: ...
 
+    def _observe(self, ex: Exchange, wall: float, seconds: float) -> None: ...
+
 
 class AnswerMixin:
     """How ``ClientConnection`` answers and finishes exchanges, mixed into it."""
@@ -214,7 +216,8 @@ class AnswerMixin:
     def _record_failure(self: _Client, ex: Exchange | None, status: int) -> None:
         state = self.state
         seconds = state.monotonic() - ex.t0 if ex is not None else 0.0
-        state.metrics.record("-", status, seconds)
+        if state.config.telemetry:
+            state.metrics.record("-", "-", status, seconds)
 
     def _send_pending_error(self: _Client) -> None:
         data = self.pending_error
@@ -246,6 +249,43 @@ class AnswerMixin:
             self.transport.abort()
         self._finish(ex)
 
+    def _observe(self: _Client, ex: Exchange, wall: float, seconds: float) -> None:
+        """Count ``ex`` in the metrics, and keep its span when its trace is recorded (a 5xx is
+        kept even when not sampled: an error is what one looks for)."""
+        metrics = self.state.metrics
+        timed = seconds if ex.status != 101 else None
+        caller = ex.caller
+        route = ex.route
+        if caller:
+            metrics.record_mesh(caller, ex.app, ex.status, timed)
+            service, name = "mesh", f"{ex.method.decode('latin-1')} {ex.app}"
+            attributes: dict[str, str | int | float | bool] = {"caller": caller, "target": ex.app}
+        else:
+            label = route.label if route is not None else "-"
+            metrics.record(ex.app, label, ex.status, timed)
+            service, name = "gateway", f"{ex.method.decode('latin-1')} {label}"
+            attributes = {"app": ex.app, "route": label}
+        trace = ex.trace
+        if trace is None or not ex.traced or not (trace[3] or ex.status >= 500):
+            return
+        instance = ex.instance
+        attributes["request_id"] = (ex.request_id or b"").decode("latin-1")
+        if instance is not None:
+            attributes["instance"] = instance.id
+        metrics.span(
+            (
+                trace[0],
+                trace[1],
+                trace[2],
+                service,
+                name,
+                wall - seconds,
+                seconds,
+                ex.status,
+                attributes,
+            )
+        )
+
     def _finish(self: _Client, ex: Exchange) -> None:
         if ex.finished:
             return
@@ -260,7 +300,8 @@ class AnswerMixin:
         metrics.in_flight -= 1
         end = state.monotonic()
         seconds = end - ex.t0
-        metrics.record(ex.app, ex.status, seconds if ex.status != 101 else None)
+        if state.config.telemetry:
+            self._observe(ex, end + state.wall_offset, seconds)
         log = state.access_log
         if log is not None:
             assert ex.request_id is not None

@@ -60,6 +60,8 @@ class GatewayConfig:
     access_log: str | None = None  # file path, "-" for stdout, None for no access log
     tls_cert: str | None = None  # PEM certificate chain; with tls_key the port serves TLS
     tls_key: str | None = None  # PEM private key of tls_cert
+    telemetry: bool = True  # count metrics and record spans (off only to measure their cost)
+    trace_sample: float = 1.0  # share of new traces recorded (a traceparent's flag decides)
 
     @property
     def is_tls(self) -> bool:
@@ -69,7 +71,10 @@ class GatewayConfig:
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            if spec.name == "trace_sample":
+                if not 0 <= value <= 1:
+                    raise GatewayError(f"gateway setting trace_sample must be 0-1, got {value}")
+            elif isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise GatewayError(f"gateway setting {spec.name} must be positive, got {value}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise TlsInvalid("a TLS certificate and its key go together: give both or neither")

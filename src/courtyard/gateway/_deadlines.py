@@ -115,7 +115,8 @@ class DeadlineMixin:
                 )
             )
             self._close()
-            self.state.metrics.record("-", 408, None)
+            if self.state.config.telemetry:
+                self.state.metrics.record("-", "-", 408, None)
         elif kind == WAIT:
             ex = self.active
             if ex is None:

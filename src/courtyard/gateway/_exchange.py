@@ -25,6 +25,7 @@ class Exchange:
         "body",
         "body_pending",
         "body_seen",
+        "caller",
         "chunked",
         "close_after",
         "content_length",
@@ -54,6 +55,8 @@ class Exchange:
         "t0",
         "te",
         "tokens",
+        "trace",
+        "traced",
         "traceparent",
         "tried",
         "up",
@@ -93,7 +96,11 @@ class Exchange:
         # Routing and upstream.
         self.path = b""
         self.app = "-"
+        self.caller = ""  # the calling app of a mesh call ("" at the public port)
         self.route: RouteEntry | None = None
+        # (trace id, span id, parent span id or b"", sampled) once a traceparent is sent on.
+        self.trace: tuple[bytes, bytes, bytes, bool] | None = None
+        self.traced = True  # False for the apps' own span reports
         # Lines the access gate chose for the instance: Cookie and Authorization as they may
         # be forwarded, and the Courtyard-Identity assertion (each b"" or a whole line).
         self.cookie_line = b""

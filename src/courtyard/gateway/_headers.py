@@ -159,8 +159,9 @@ _ZERO_TRACE = b"0" * 32
 _ZERO_PARENT = b"0" * 16
 
 
-def parse_traceparent(value: bytes) -> tuple[bytes, bytes] | None:
-    """(trace-id, flags) of a valid W3C traceparent, else None (Trace Context §3.2, §4.3).
+def parse_traceparent(value: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(trace-id, parent-id, flags) of a valid W3C traceparent, else None (Trace Context
+    §3.2, §4.3).
 
     Version ``ff`` and all-zero ids are invalid; version 00 has exactly four fields; a later
     version may carry more, which is ignored.
@@ -173,7 +174,7 @@ def parse_traceparent(value: bytes) -> tuple[bytes, bytes] | None:
         return None
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
         return None
-    return trace_id, flags
+    return trace_id, parent_id, flags
 
 
 class IdSource:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from courtyard.contracts import (
+    TRACES_SERVICE,
     AccessDenial,
     GatewayAuth,
     GatewaySnapshot,
@@ -160,7 +161,10 @@ class MeshGate:
             return Refusal(401, detail, _CHALLENGE_INVALID if invalid else _CHALLENGE)
         app = caller.app
         assert app is not None
+        ex.caller = app
         actor = spiffe_id(settings["trust_domain"], app)
+        if name == TRACES_SERVICE:
+            return self._traces(ex, access, caller, actor, rest, query, wall)
         if name == EVENTS_SERVICE:
             return self._publish(ex, access, caller, actor, rest, query, wall, client)
         if name not in self.apps:
@@ -230,6 +234,38 @@ class MeshGate:
         )
         access.usage.edges.add(f"{app}>{EVENTS_SERVICE}/{topic}")
         return entry, self.events_path + rest[1:] + query
+
+    def _traces(
+        self,
+        ex: Exchange,
+        access: AccessGate,
+        caller: Caller,
+        actor: str,
+        rest: bytes,
+        query: bytes,
+        wall: float,
+    ) -> tuple[RouteEntry, bytes] | Refusal:
+        """``POST /_traces``: an app's finished spans, to the control plane's trace store.
+        Any authenticated workload may report its own spans (the store names them after the
+        caller); the report itself is not traced."""
+        settings = self.settings
+        signer = access.signer
+        assert settings is not None and signer is not None and caller.app is not None
+        ex.app = TRACES_SERVICE
+        ex.traced = False
+        path = settings.get("traces_path")
+        entry = self.events_entry
+        if path is None or entry is None:
+            return Refusal(404, "this node keeps no traces")
+        if rest != b"/":
+            return Refusal(404, "report spans to /_traces")
+        if ex.method != b"POST":
+            return Refusal(405, "spans are reported with POST", _ALLOW_POST)
+        events_app = settings["events_app"]
+        ex.identity_line = signer.mesh_line(
+            caller, self._self(caller.app, actor), actor, events_app, wall, until=caller.expires_at
+        )
+        return entry, path.encode("latin-1") + query
 
     # -- helpers ---------------------------------------------------------------------------
 

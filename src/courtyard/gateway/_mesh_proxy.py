@@ -119,7 +119,9 @@ class MeshConnection(ClientConnection):
             )
             return
         ex.route = route
-        ex.head = upstream_head(ex, route, target, ex.host, self.xff, minted, span)
+        ex.head = upstream_head(
+            ex, route, target, ex.host, self.xff, minted, span, state.config.trace_sample
+        )
         if ex.expect and not ex.request_done and ex.body_seen == 0:
             # RFC 9110 §10.1.1: the mesh accepted the request, so it asks for the body.
             assert self.transport is not None

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
+from typing import Any
 
-from courtyard.contracts import LATENCY_BUCKETS, LatencyHistogram, WorkerMetrics
+from courtyard.contracts import LATENCY_BUCKETS, LatencyHistogram, SpanRecord, WorkerMetrics
 
 _CLASS_NAMES = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -24,27 +25,49 @@ class AppCounters:
 
 
 class Metrics:
-    """A worker's cumulative counters: requests, latency, upstream errors, in flight."""
+    """A worker's cumulative counters: requests by app and route template, mesh calls by
+    caller and target, latency, upstream errors, in flight; and the spans finished since the
+    last report."""
 
-    __slots__ = ("apps", "in_flight", "upstream_errors")
+    __slots__ = ("apps", "dropped", "in_flight", "mesh", "spans", "upstream_errors")
 
     def __init__(self) -> None:
-        self.apps: dict[str, AppCounters] = {}
+        self.apps: dict[tuple[str, str], AppCounters] = {}  # (app, route) -> counters
+        self.mesh: dict[tuple[str, str], AppCounters] = {}  # (caller, target) -> counters
         self.upstream_errors: dict[str, int] = {}
         self.in_flight = 0
+        # Finished spans as tuples (formatted when reported, not on the hot path).
+        self.spans: list[tuple[Any, ...]] = []
+        self.dropped = 0
 
-    def record(self, app: str, status: int, seconds: float | None) -> None:
+    def record(self, app: str, route: str, status: int, seconds: float | None) -> None:
         """Count one finished request; ``seconds`` None keeps it out of the histogram."""
-        counters = self.apps.get(app)
+        key = (app, route)
+        counters = self.apps.get(key)
         if counters is None:
-            counters = self.apps[app] = AppCounters()
-        counters.classes[status // 100 if 100 <= status < 600 else 5] += 1
-        if seconds is None:
-            return
-        # Prometheus `le` buckets: a value equal to a bound falls in that bound's bucket.
-        counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        counters.sum += seconds
-        counters.count += 1
+            counters = self.apps[key] = AppCounters()
+        _count(counters, status, seconds)
+
+    def record_mesh(self, caller: str, target: str, status: int, seconds: float | None) -> None:
+        """Count one finished call through the mesh listener."""
+        key = (caller, target)
+        counters = self.mesh.get(key)
+        if counters is None:
+            counters = self.mesh[key] = AppCounters()
+        _count(counters, status, seconds)
+
+    def span(self, record: tuple[Any, ...]) -> None:
+        """Keep one finished span until the next report (at most MAX_SPANS of them)."""
+        if len(self.spans) < MAX_SPANS:
+            self.spans.append(record)
+        else:
+            self.dropped += 1
+
+    def take_spans(self) -> tuple[list[SpanRecord], int]:
+        """The spans finished since the last call, and how many were dropped."""
+        records, dropped = self.spans, self.dropped
+        self.spans, self.dropped = [], 0
+        return [_span(record) for record in records], dropped
 
     def upstream_error(self, app: str, kind: str) -> None:
         """Count an upstream failure: ``connect``, ``timeout``, ``reset`` or ``protocol``."""
@@ -53,22 +76,63 @@ class Metrics:
 
     def snapshot(self) -> WorkerMetrics:
         """A copy in the control channel's WorkerMetrics shape."""
-        requests: dict[str, int] = {}
-        latency: dict[str, LatencyHistogram] = {}
-        for app, counters in self.apps.items():
-            for index in range(1, 6):
-                if counters.classes[index]:
-                    requests[f"{app}|{_CLASS_NAMES[index]}"] = counters.classes[index]
-            if counters.count:
-                latency[app] = LatencyHistogram(
-                    buckets=list(counters.buckets), sum=counters.sum, count=counters.count
-                )
+        requests, latency = _flatten(self.apps, "|")
+        mesh, mesh_latency = _flatten(self.mesh, ">")
         return {
             "requests": requests,
             "latency": latency,
             "upstream_errors": dict(self.upstream_errors),
             "in_flight": self.in_flight,
+            "mesh": mesh,
+            "mesh_latency": mesh_latency,
         }
+
+
+MAX_SPANS = 10_000  # spans held between two reports; more are dropped and counted
+
+
+def _count(counters: AppCounters, status: int, seconds: float | None) -> None:
+    counters.classes[status // 100 if 100 <= status < 600 else 5] += 1
+    if seconds is None:
+        return
+    # Prometheus `le` buckets: a value equal to a bound falls in that bound's bucket.
+    counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    counters.sum += seconds
+    counters.count += 1
+
+
+def _flatten(
+    table: dict[tuple[str, str], AppCounters], joiner: str
+) -> tuple[dict[str, int], dict[str, LatencyHistogram]]:
+    requests: dict[str, int] = {}
+    latency: dict[str, LatencyHistogram] = {}
+    for (first, second), counters in table.items():
+        key = first + joiner + second
+        for index in range(1, 6):
+            if counters.classes[index]:
+                requests[f"{key}|{_CLASS_NAMES[index]}"] = counters.classes[index]
+        if counters.count:
+            latency[key] = LatencyHistogram(
+                buckets=list(counters.buckets), sum=counters.sum, count=counters.count
+            )
+    return requests, latency
+
+
+def _span(record: tuple[Any, ...]) -> SpanRecord:
+    (trace_id, span_id, parent_id, service, name, start, seconds, status, attributes) = record
+    return {
+        "trace_id": trace_id.decode(),
+        "span_id": span_id.decode(),
+        "parent_id": parent_id.decode() if parent_id else None,
+        "name": name,
+        "service": service,
+        "kind": "server",
+        "start": start,
+        "duration": seconds,
+        "status": status,
+        "error": status >= 500,
+        "attributes": attributes,
+    }
 
 
 def _label(value: str) -> str:
@@ -84,58 +148,126 @@ def _number(value: float) -> str:
 
 def render_metrics(metrics_by_worker: Mapping[int, WorkerMetrics]) -> str:
     """Prometheus text exposition (format 0.0.4) of the sum over every worker's counters."""
-    requests: dict[tuple[str, str], int] = {}
-    errors: dict[tuple[str, str], int] = {}
-    latency: dict[str, tuple[list[int], float, int]] = {}
+    requests: dict[tuple[str, ...], int] = {}
+    latency: dict[tuple[str, ...], tuple[list[int], float, int]] = {}
+    mesh: dict[tuple[str, ...], int] = {}
+    mesh_latency: dict[tuple[str, ...], tuple[list[int], float, int]] = {}
+    errors: dict[tuple[str, ...], int] = {}
     in_flight = 0
     for metrics in metrics_by_worker.values():
         in_flight += metrics["in_flight"]
-        for key, count in metrics["requests"].items():
-            app, _, code_class = key.rpartition("|")
-            requests[app, code_class] = requests.get((app, code_class), 0) + count
+        _sum_counts(requests, metrics["requests"], "|")
+        _sum_histograms(latency, metrics["latency"], "|")
+        _sum_counts(mesh, metrics.get("mesh", {}), ">")
+        _sum_histograms(mesh_latency, metrics.get("mesh_latency", {}), ">")
         for key, count in metrics["upstream_errors"].items():
             app, _, kind = key.rpartition("|")
             errors[app, kind] = errors.get((app, kind), 0) + count
-        for app, histogram in metrics["latency"].items():
-            buckets, total, count = latency.get(app, ([0] * (len(LATENCY_BUCKETS) + 1), 0.0, 0))
-            merged = [a + b for a, b in zip(buckets, histogram["buckets"], strict=False)]
-            latency[app] = (merged, total + histogram["sum"], count + histogram["count"])
 
-    lines = [
-        "# HELP courtyard_gateway_requests_total Requests answered by the gateway.",
-        "# TYPE courtyard_gateway_requests_total counter",
-    ]
-    for (app, code_class), count in sorted(requests.items()):
-        lines.append(
-            f'courtyard_gateway_requests_total{{app="{_label(app)}",'
-            f'code_class="{_label(code_class)}"}} {count}'
-        )
-    lines += [
-        "# HELP courtyard_gateway_request_duration_seconds Time from request to response end.",
-        "# TYPE courtyard_gateway_request_duration_seconds histogram",
-    ]
-    bounds = [*LATENCY_BUCKETS, float("inf")]
-    for app, (buckets, total, count) in sorted(latency.items()):
-        name = _label(app)
-        cumulative = 0
-        for bound, bucket in zip(bounds, buckets, strict=False):
-            cumulative += bucket
-            lines.append(
-                f'courtyard_gateway_request_duration_seconds_bucket{{app="{name}",'
-                f'le="{_number(bound)}"}} {cumulative}'
-            )
-        lines.append(f'courtyard_gateway_request_duration_seconds_sum{{app="{name}"}} {total!r}')
-        lines.append(f'courtyard_gateway_request_duration_seconds_count{{app="{name}"}} {count}')
+    lines: list[str] = []
+    _counter_lines(
+        lines,
+        "courtyard_gateway_requests_total",
+        "Requests answered by the gateway, by app, route template and status class.",
+        ("app", "route", "code_class"),
+        requests,
+    )
+    _histogram_lines(
+        lines,
+        "courtyard_gateway_request_duration_seconds",
+        "Time from request to response end, by app and route template.",
+        ("app", "route"),
+        latency,
+    )
+    _counter_lines(
+        lines,
+        "courtyard_mesh_requests_total",
+        "Calls through the mesh, by calling app, target and status class.",
+        ("caller", "target", "code_class"),
+        mesh,
+    )
+    _histogram_lines(
+        lines,
+        "courtyard_mesh_request_duration_seconds",
+        "Time from mesh call to response end, by calling app and target.",
+        ("caller", "target"),
+        mesh_latency,
+    )
     lines += [
         "# HELP courtyard_gateway_in_flight_requests Requests being answered now.",
         "# TYPE courtyard_gateway_in_flight_requests gauge",
         f"courtyard_gateway_in_flight_requests {in_flight}",
-        "# HELP courtyard_gateway_upstream_errors_total Failures talking to app instances.",
-        "# TYPE courtyard_gateway_upstream_errors_total counter",
     ]
-    for (app, kind), count in sorted(errors.items()):
-        lines.append(
-            f'courtyard_gateway_upstream_errors_total{{app="{_label(app)}",'
-            f'kind="{_label(kind)}"}} {count}'
-        )
+    _counter_lines(
+        lines,
+        "courtyard_gateway_upstream_errors_total",
+        "Failures talking to app instances.",
+        ("app", "kind"),
+        errors,
+    )
     return "\n".join(lines) + "\n"
+
+
+def _split(key: str, joiner: str) -> tuple[str, ...]:
+    """ "app|route|2xx" -> (app, route, 2xx); "caller>target|2xx" -> (caller, target, 2xx).
+    A route template never holds "|" (routes are paths); the class is always last."""
+    head, _, last = key.rpartition("|")
+    if joiner == "|":
+        first, _, second = head.partition("|")
+    else:
+        first, _, second = head.partition(">")
+    return first, second, last
+
+
+def _sum_counts(into: dict[tuple[str, ...], int], counts: Mapping[str, int], joiner: str) -> None:
+    for key, count in counts.items():
+        labels = _split(key, joiner)
+        into[labels] = into.get(labels, 0) + count
+
+
+def _sum_histograms(
+    into: dict[tuple[str, ...], tuple[list[int], float, int]],
+    histograms: Mapping[str, LatencyHistogram],
+    joiner: str,
+) -> None:
+    for key, histogram in histograms.items():
+        first, _, second = key.partition(joiner)
+        labels = (first, second)
+        buckets, total, count = into.get(labels, ([0] * (len(LATENCY_BUCKETS) + 1), 0.0, 0))
+        merged = [a + b for a, b in zip(buckets, histogram["buckets"], strict=False)]
+        into[labels] = (merged, total + histogram["sum"], count + histogram["count"])
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ",".join(f'{name}="{_label(value)}"' for name, value in zip(names, values, strict=True))
+
+
+def _counter_lines(
+    lines: list[str],
+    name: str,
+    help_text: str,
+    names: tuple[str, ...],
+    counts: Mapping[tuple[str, ...], int],
+) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    for values, count in sorted(counts.items()):
+        lines.append(f"{name}{{{_labels(names, values)}}} {count}")
+
+
+def _histogram_lines(
+    lines: list[str],
+    name: str,
+    help_text: str,
+    names: tuple[str, ...],
+    histograms: Mapping[tuple[str, ...], tuple[list[int], float, int]],
+) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    bounds = [*LATENCY_BUCKETS, float("inf")]
+    for values, (buckets, total, count) in sorted(histograms.items()):
+        labels = _labels(names, values)
+        cumulative = 0
+        for bound, bucket in zip(bounds, buckets, strict=False):
+            cumulative += bucket
+            lines.append(f'{name}_bucket{{{labels},le="{_number(bound)}"}} {cumulative}')
+        lines.append(f"{name}_sum{{{labels}}} {total!r}")
+        lines.append(f"{name}_count{{{labels}}} {count}")

@@ -89,6 +89,7 @@ def upstream_head(
     forwarded_for: bytes,
     minted: bytes,
     span: bytes,
+    sample: float = 1.0,
 ) -> bytes:
     """The request head for the instance: origin-form ``target``, the client's fields less
     hop-by-hop ones, Cookie, Authorization and Courtyard-Identity as the access gate chose
@@ -97,9 +98,13 @@ def upstream_head(
     traceparent = ex.traceparent
     parsed = parse_traceparent(traceparent) if traceparent else None
     if parsed is None:
-        trace_id, flags = minted, b"01"
+        # A new trace: sampled at ``sample`` (the random request id decides, no extra RNG).
+        trace_id, parent = minted, b""
+        flags = b"01" if sample >= 1.0 or int(minted[:4], 16) < sample * 65536 else b"00"
     else:
-        trace_id, flags = parsed
+        trace_id, parent, flags = parsed
+    # Trace Context §3.2.2.5: bit 0 of the flags is "sampled"; the gateway follows its caller.
+    ex.trace = (trace_id, span, parent, flags[1] in b"13579bdf")
     host_line = host if host is not None else b""
     request_id = ex.request_id if ex.request_id is not None else minted
     parts = [

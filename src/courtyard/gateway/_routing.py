@@ -23,6 +23,7 @@ class RouteEntry:
     connect_timeout: float
     response_timeout: float
     prefix_header: bytes  # "X-Forwarded-Prefix: ...\r\n" when stripping, else b""
+    label: str = "-"  # the route template as a metric label (the prefix)
 
     @classmethod
     def from_route(cls, route: Route) -> RouteEntry:
@@ -40,6 +41,7 @@ class RouteEntry:
             connect_timeout=route["connect_timeout"],
             response_timeout=route["response_timeout"],
             prefix_header=header,
+            label=route["path"],
         )
 
     def upstream_path(self, path: bytes) -> bytes:

@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from courtyard.contracts import GatewaySnapshot, WorkerMetrics
+from courtyard.contracts import GatewaySnapshot, SpanRecord, WorkerMetrics
 from courtyard.core import Clock, SystemClock
 from courtyard.gateway._access import AccessGate
 from courtyard.gateway._accesslog import AccessLog
@@ -237,7 +237,14 @@ class Gateway:
         """This worker's counters in the control channel's shape."""
         if self._state is None:
             return {"requests": {}, "latency": {}, "upstream_errors": {}, "in_flight": 0}
+
         return self._state.metrics.snapshot()
+
+    def take_spans(self) -> tuple[list[SpanRecord], int]:
+        """The spans finished since the last call, and how many were dropped."""
+        if self._state is None:
+            return [], 0
+        return self._state.metrics.take_spans()
 
     def flush_access_log(self) -> None:
         """Write queued access-log lines now (the sweep does it every tick)."""

@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--access-log", help="access log file, '-' for standard output (default: none)"
     )
     parser.add_argument(
+        "--no-telemetry",
+        action="store_true",
+        help="count no metrics and record no spans (to measure what they cost)",
+    )
+    parser.add_argument(
+        "--trace-sample",
+        type=float,
+        default=1.0,
+        help="share (0-1) of new traces recorded; a traceparent's sampled flag decides others",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="start this many worker processes (default 1)"
     )
     return parser
@@ -107,7 +118,11 @@ def parse_args(argv: list[str]) -> tuple[WorkerOptions, int]:
         control=control,
         snapshot=args.snapshot,
         token=os.environ.get(TOKEN_ENV, ""),
-        config=GatewayConfig(access_log=args.access_log),
+        config=GatewayConfig(
+            access_log=args.access_log,
+            telemetry=not args.no_telemetry,
+            trace_sample=args.trace_sample,
+        ),
     )
     if args.workers < 1:
         raise GatewayError("--workers must be at least 1")
@@ -216,6 +231,7 @@ async def serve(
     await gateway.aclose(grace)
     if client is not None:
         client.metrics(gateway.metrics())
+        report_spans(client, gateway)
         report_usage(client, access_gate(gateway), options.worker_id)
         client.close()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -233,7 +249,14 @@ async def _report(client: ControlClient, gateway: Gateway, gate: AccessGate, wor
     while True:
         await asyncio.sleep(1.0)
         client.metrics(gateway.metrics())
+        report_spans(client, gateway)
         report_usage(client, gate, worker)
+
+
+def report_spans(client: ControlClient, gateway: Gateway) -> None:
+    spans, dropped = gateway.take_spans()
+    if spans or dropped:
+        client.spans(spans, dropped)
 
 
 def report_usage(client: ControlClient, gate: AccessGate, worker: int) -> None:

@@ -25,6 +25,8 @@ from courtyard.contracts import (
     HelloMessage,
     MetricsMessage,
     SnapshotMessage,
+    SpanRecord,
+    SpansMessage,
     UsageMessage,
     WorkerMetrics,
     empty_snapshot,
@@ -74,12 +76,14 @@ class ControlServer:
         on_metrics: Callable[[int, WorkerMetrics], None] | None = None,
         on_worker_gone: Callable[[int], None] | None = None,
         on_usage: Callable[[UsageMessage], None] | None = None,
+        on_spans: Callable[[SpansMessage], None] | None = None,
         credentials_source: Callable[[], CredentialsMessage] | None = None,
     ) -> None:
         self._token = token.encode()
         self._on_metrics = on_metrics
         self._on_worker_gone = on_worker_gone
         self._on_usage = on_usage
+        self._on_spans = on_spans
         self._credentials_source = credentials_source
         self._credentials_seq = 0
         self._snapshot: GatewaySnapshot = empty_snapshot()
@@ -230,6 +234,10 @@ class ControlServer:
             usage = cast(UsageMessage, message)
             usage["worker"] = worker.worker  # as authenticated by its hello, not as claimed
             self._on_usage(usage)
+        elif kind == "spans" and self._on_spans is not None:
+            spans = cast(SpansMessage, message)
+            spans["worker"] = worker.worker
+            self._on_spans(spans)
         worker.changed.set()
 
 
@@ -288,6 +296,10 @@ class ControlClient:
     def usage(self, message: UsageMessage) -> None:
         """Report sessions seen and requests refused since the last report."""
         self._send(message)
+
+    def spans(self, spans: list[SpanRecord], dropped: int) -> None:
+        """Report the spans finished since the last report."""
+        self._send({"type": "spans", "worker": self._worker, "spans": spans, "dropped": dropped})
 
     def _send(self, message: ControlMessage) -> None:
         if self._writer is None or self._writer.is_closing():

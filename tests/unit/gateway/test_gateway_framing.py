@@ -321,7 +321,7 @@ async def test_slowloris_gets_408_and_close(
     finally:
         await client.aclose()
     assert bytes(upstream.received) == b""
-    assert gateway.metrics()["requests"].get("-|4xx") == 1
+    assert gateway.metrics()["requests"].get("-|-|4xx") == 1
 
 
 async def test_idle_connection_without_a_request_is_closed(port: int) -> None:

@@ -125,10 +125,10 @@ TRACE = b"4bf92f3577b34da6a3ce929d0e0e4736"
 @pytest.mark.parametrize(
     ("value", "parsed"),
     [
-        (b"00-" + TRACE + b"-00f067aa0ba902b7-01", (TRACE, b"01")),
-        (b"00-" + TRACE + b"-00f067aa0ba902b7-00", (TRACE, b"00")),
-        (b" 00-" + TRACE + b"-00f067aa0ba902b7-01 ", (TRACE, b"01")),
-        (b"01-" + TRACE + b"-00f067aa0ba902b7-01-future", (TRACE, b"01")),
+        (b"00-" + TRACE + b"-00f067aa0ba902b7-01", (TRACE, b"00f067aa0ba902b7", b"01")),
+        (b"00-" + TRACE + b"-00f067aa0ba902b7-00", (TRACE, b"00f067aa0ba902b7", b"00")),
+        (b" 00-" + TRACE + b"-00f067aa0ba902b7-01 ", (TRACE, b"00f067aa0ba902b7", b"01")),
+        (b"01-" + TRACE + b"-00f067aa0ba902b7-01-future", (TRACE, b"00f067aa0ba902b7", b"01")),
         (b"ff-" + TRACE + b"-00f067aa0ba902b7-01", None),
         (b"00-" + TRACE + b"-00f067aa0ba902b7-01-extra", None),
         (b"00-" + b"0" * 32 + b"-00f067aa0ba902b7-01", None),

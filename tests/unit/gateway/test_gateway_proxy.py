@@ -458,7 +458,7 @@ async def test_websocket_upgrade_pipes_raw_bytes(
     assert seen.header("upgrade") == "websocket" and seen.header("connection") == "upgrade"
     assert seen.header("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
     await kit.eventually(lambda: gateway.metrics()["in_flight"] == 0)
-    assert gateway.metrics()["requests"]["echo|1xx"] == 1
+    assert gateway.metrics()["requests"]["echo|/apps/echo/|1xx"] == 1
 
 
 async def test_refused_upgrade_is_an_ordinary_response(port: int) -> None:
@@ -595,7 +595,7 @@ async def test_client_leaving_mid_request_is_cleaned_up(
     assert gateway.metrics()["in_flight"] == 1
     await client.aclose()
     await kit.eventually(lambda: gateway.metrics()["in_flight"] == 0)
-    assert gateway.metrics()["requests"]["echo|4xx"] == 1  # logged as 499
+    assert gateway.metrics()["requests"]["echo|/apps/echo/|4xx"] == 1  # logged as 499
     upstream.release()
     assert (await kit.request(port)).status == 200
 
@@ -661,8 +661,8 @@ async def test_metrics_follow_the_contract_shape(port: int, gateway: Gateway) ->
         await kit.request(port)
     await kit.request(port, "/nowhere")
     metrics = gateway.metrics()
-    assert metrics["requests"] == {"echo|2xx": 3, "-|4xx": 1}
-    histogram = metrics["latency"]["echo"]
+    assert metrics["requests"] == {"echo|/apps/echo/|2xx": 3, "-|-|4xx": 1}
+    histogram = metrics["latency"]["echo|/apps/echo/"]
     assert histogram["count"] == 3 and sum(histogram["buckets"]) == 3
     assert len(histogram["buckets"]) == 14 and histogram["sum"] > 0
     assert metrics["in_flight"] == 0 and metrics["upstream_errors"] == {}

@@ -147,7 +147,9 @@ async def test_worker_follows_the_control_channel(upstream: kit.Upstream) -> Non
             assert await control.wait_drained(2, timeout=10)
             assert (await kit.request(port)).status == 503
             await kit.eventually(
-                lambda: bool(received) and received[-1]["requests"].get("echo|2xx") == 2,
+                lambda: (
+                    bool(received) and received[-1]["requests"].get("echo|/apps/echo/|2xx") == 2
+                ),
                 timeout=10,
             )
             # The control plane goes away: the worker stops by itself.
