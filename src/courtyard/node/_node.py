@@ -15,16 +15,17 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from courtyard import __version__
 from courtyard.audit import Actor, AuditConfig, AuditEvent, AuditLog, SqlAuditStore
-from courtyard.catalog import BundleStore, Catalog, SqlCatalogStore, make_bundle
+from courtyard.catalog import AppNotFound, BundleStore, Catalog, SqlCatalogStore, make_bundle
 from courtyard.contracts import (
     DEFAULT_TRUST_DOMAIN,
+    TRACES_PATH,
     MeshPolicy,
     MeshSettings,
     Route,
@@ -32,7 +33,7 @@ from courtyard.contracts import (
     UsageMessage,
     WorkerMetrics,
 )
-from courtyard.core import SystemClock
+from courtyard.core import Clock, SystemClock
 from courtyard.gateway import render_metrics
 from courtyard.iam import (
     AdminExists,
@@ -49,6 +50,7 @@ from courtyard.iam import (
 )
 from courtyard.iam import api as iam_api
 from courtyard.lifecycle import DataPlane, Deployment, Lifecycle, LifecycleConfig
+from courtyard.lifecycle.api import app_document
 from courtyard.mesh import (
     EventBus,
     EventBusConfig,
@@ -65,14 +67,19 @@ from courtyard.node._apiauth import ApiAuthenticator
 from courtyard.node._config import NodeConfig
 from courtyard.node._controlplane import ApiExtras, build_api
 from courtyard.node._errors import NodeStartFailed
+from courtyard.node._health import health_router
 from courtyard.node._identity import IdentityFeed
 from courtyard.node._launcher import launcher_apps
 from courtyard.node._metrics import admin_app
+from courtyard.node._observe import Observability
 from courtyard.node._servers import bind_loopback, embedded_server, reserve_port
 from courtyard.node._workers import GatewayWorkers, gateway_tls
 from courtyard.portal import PortalConfig, portal_router
 from courtyard.runtime import RuntimeConfig, Supervisor
 from courtyard.store import Database
+from courtyard.telemetry.alerts_api import alerts_router
+from courtyard.telemetry.slo_api import slo_router
+from courtyard.telemetry.traces_api import traces_router
 from courtyard.transport import ControlServer
 
 log = logging.getLogger("courtyard.node")
@@ -154,8 +161,12 @@ def _write_atomic(path: Path, text: str) -> None:
 class Node:
     """A whole Courtyard node on one machine."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, clock: Clock | None = None) -> None:
         self.config = config
+        # The clock of SLO windows, alert evaluation and remediation cooldowns; a fault drill
+        # injects a fake one to compress hours into seconds. Everything else uses real time.
+        self.clock: Clock = clock or SystemClock()
+        self.observability: Observability | None = None
         self._stop = asyncio.Event()
         self._worker_metrics: dict[int, WorkerMetrics] = {}
         self.lifecycle: Lifecycle | None = None
@@ -231,10 +242,16 @@ class Node:
             oidc.on_keys_changed(feed.keys_changed)
             stack.push_async_callback(feed.aclose)
 
+            observe = Observability(config, data_dir, audit, db, self.clock)
+            self.observability = observe
+            stack.push_async_callback(observe.aclose)
+
             control_token = secrets.token_urlsafe(32)
             control = ControlServer(
                 control_token,
                 on_metrics=self._record_metrics,
+                on_worker_gone=observe.worker_gone,
+                on_spans=observe.spans,
                 on_usage=lambda message: self._usage(feed, message),
                 credentials_source=feed.full_message,
             )
@@ -247,6 +264,7 @@ class Node:
                     trust_domain=DEFAULT_TRUST_DOMAIN,
                     events_app=CONTROL_PLANE_APP,
                     events_path="/internal/events/",
+                    traces_path=TRACES_PATH,
                 )
             )
             feed.bind(control, dataplane)
@@ -298,6 +316,7 @@ class Node:
             )
             self.lifecycle = lifecycle
             stack.push_async_callback(lifecycle.aclose)
+            await observe.start(lifecycle)
 
             async def policies() -> dict[str, MeshPolicy]:
                 # The policies the gateway enforces, kept current by the lifecycle: no catalog
@@ -341,6 +360,19 @@ class Node:
                     iam_api.oidc_router(oidc),
                     graph_router(catalog.list, lambda: set(self._edges)),
                     events,
+                    traces_router(
+                        observe.traces,
+                        IdentityAssertionVerifier(keys, self.url, audience=CONTROL_PLANE_APP),
+                        on_spans=observe.app_spans,
+                    ),
+                    slo_router(observe.telemetry, _exists(catalog)),
+                    alerts_router(observe.engine),
+                    health_router(
+                        _app_documents(lifecycle),
+                        observe.telemetry,
+                        lambda: observe.alerts,
+                        self.clock,
+                    ),
                     portal,
                 ),
                 credentials=feed,
@@ -379,6 +411,8 @@ class Node:
                 access_log=config.access_log,
                 tls=tls,
                 mesh=mesh_address,
+                telemetry=config.telemetry,
+                trace_sample=config.trace_sample,
             )
             await workers.start()
             stack.push_async_callback(workers.aclose, config.stop_grace)
@@ -437,6 +471,8 @@ class Node:
 
     def _record_metrics(self, worker: int, metrics: WorkerMetrics) -> None:
         self._worker_metrics[worker] = metrics
+        if self.observability is not None:
+            self.observability.metrics(worker, metrics)
 
     def _metrics_text(self) -> str:
         return render_metrics(dict(self._worker_metrics))
@@ -449,6 +485,24 @@ class Node:
             "workers": self.config.workers,
             "pid": os.getpid(),
         }
+
+
+def _exists(catalog: Catalog) -> Callable[[str], Awaitable[bool]]:
+    async def exists(name: str) -> bool:
+        try:
+            await catalog.get(name)
+        except AppNotFound:
+            return False
+        return True
+
+    return exists
+
+
+def _app_documents(lifecycle: Lifecycle) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    async def documents() -> list[dict[str, Any]]:
+        return [app_document(lifecycle, app) for app in await lifecycle.catalog.list()]
+
+    return documents
 
 
 async def _record_node(audit: AuditLog, action: str, node: Node) -> None:

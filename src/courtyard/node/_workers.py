@@ -44,8 +44,12 @@ class GatewayWorkers:
         access_log: bool,
         tls: tuple[Path, Path] | None = None,
         mesh: tuple[str, int] | None = None,
+        telemetry: bool = True,
+        trace_sample: float = 1.0,
     ) -> None:
         self._count = count
+        self._telemetry = telemetry
+        self._trace_sample = trace_sample
         self._mesh = mesh  # the loopback mesh listener every worker also serves
         self._listen = listen
         self._control = control
@@ -90,6 +94,10 @@ class GatewayWorkers:
             argv += ["--tls-cert", str(self._tls[0]), "--tls-key", str(self._tls[1])]
         if self._mesh is not None:
             argv += ["--mesh-listen", f"{self._mesh[0]}:{self._mesh[1]}"]
+        if not self._telemetry:
+            argv.append("--no-telemetry")
+        if self._trace_sample != 1.0:
+            argv += ["--trace-sample", repr(self._trace_sample)]
         env = {
             key: value
             for key, value in os.environ.items()

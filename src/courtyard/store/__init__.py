@@ -3,7 +3,12 @@
 Domain packages build their stores on :class:`Database` and the shared tables defined here.
 """
 
-from courtyard.store import _schema_events, _schema_iam, _schema_oidc  # noqa: F401  (register their tables)
+from courtyard.store import (  # noqa: F401  (register their tables)
+    _schema_alerts,
+    _schema_events,
+    _schema_iam,
+    _schema_oidc,
+)
 from courtyard.store._database import Database
 from courtyard.store._errors import StoreError
 from courtyard.store._schema import (

@@ -7,18 +7,18 @@ from courtyard.telemetry._alerts import (
     Alert,
     AlertConfig,
     AlertEngine,
-    AlertListener,
+    Burn,
     BurnSource,
-    Silence,
 )
 from courtyard.telemetry._notify import (
+    DELIVERY_HEADER,
     SIGNATURE_HEADER,
     Notifier,
     SlackChannel,
     WebhookChannel,
-    payload,
     sign,
     verify_signature,
+    webhook_payload,
 )
 from courtyard.telemetry._remediate import RemediationActions, Remediator
 from courtyard.telemetry._series import AppSeries, CounterDeltas
@@ -28,6 +28,12 @@ from courtyard.telemetry._service import (
     SeriesStore,
     Signals,
     Telemetry,
+)
+from courtyard.telemetry._silences import (
+    MemorySilenceStore,
+    Silence,
+    SilenceStore,
+    SqlSilenceStore,
 )
 from courtyard.telemetry._slo import (
     BURN_WINDOWS,
@@ -41,25 +47,29 @@ from courtyard.telemetry._traces import TraceStore, TraceSummary
 
 __all__ = [
     "BURN_WINDOWS",
+    "DELIVERY_HEADER",
     "SIGNATURE_HEADER",
     "Alert",
     "AlertConfig",
     "AlertEngine",
-    "AlertListener",
     "AppSeries",
+    "Burn",
     "BurnRule",
     "BurnSource",
     "CounterDeltas",
     "FileSeriesStore",
     "MemorySeriesStore",
+    "MemorySilenceStore",
     "Notifier",
     "RemediationActions",
     "Remediator",
     "SeriesStore",
     "Signals",
     "Silence",
+    "SilenceStore",
     "SlackChannel",
     "SloStatus",
+    "SqlSilenceStore",
     "Telemetry",
     "TraceStore",
     "TraceSummary",
@@ -67,7 +77,7 @@ __all__ = [
     "budget_remaining",
     "burn_rate",
     "burn_rules",
-    "payload",
     "sign",
     "verify_signature",
+    "webhook_payload",
 ]
