@@ -32,6 +32,8 @@ from courtyard.sdk import (
     IdentityMiddleware,
     IdentityVerifier,
     MeshError,
+    TracingMiddleware,
+    exporter_from_env,
     from_environment,
 )
 
@@ -139,8 +141,32 @@ def caller(request: Request) -> Identity:
     return identity
 
 
+class FaultInjection:
+    """Answers 500 to a share of requests (``FAIL_RATIO``), evenly spread: how a fault drill
+    makes a bad revision. /healthz never fails, so the bad revision still rolls out."""
+
+    def __init__(self, app: Any, ratio: float) -> None:
+        self.app = app
+        self.ratio = min(max(ratio, 0.0), 1.0)
+        self.seen = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.ratio > 0 and scope["path"] != "/healthz":
+            self.seen += 1
+            if int(self.seen * self.ratio) != int((self.seen - 1) * self.ratio):
+                failure = ProblemResponse(500, "Injected fault", f"FAIL_RATIO={self.ratio}")
+                await failure(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
-    revision: str, verifier: IdentityVerifier, mesh: AsyncMeshClient | None = None
+    revision: str,
+    verifier: IdentityVerifier,
+    mesh: AsyncMeshClient | None = None,
+    *,
+    exporter: Any = None,
+    fail_ratio: float = 0.0,
 ) -> Starlette:
     """Build the app; nothing here reads the environment or opens a socket.
 
@@ -237,7 +263,12 @@ def create_app(
             Route("/api/team-notes", notes_summary, methods=["GET"]),
         ],
         # /healthz stays open: the platform's health checks call it directly.
-        middleware=[Middleware(IdentityMiddleware, verifier=verifier, exempt_paths=["/healthz"])],
+        middleware=[
+            # Outermost: the span covers everything, injected faults included.
+            Middleware(TracingMiddleware, exporter=exporter),
+            Middleware(FaultInjection, ratio=fail_ratio),
+            Middleware(IdentityMiddleware, verifier=verifier, exempt_paths=["/healthz"]),
+        ],
         exception_handlers={HTTPException: http_error},
     )
 
@@ -259,7 +290,13 @@ def main() -> None:
     signal.signal(signal.SIGTERM, handle_sigterm)
     signal.signal(signal.SIGINT, handle_sigterm)
     config = uvicorn.Config(
-        create_app(revision, verifier, mesh),
+        create_app(
+            revision,
+            verifier,
+            mesh,
+            exporter=exporter_from_env(),
+            fail_ratio=float(os.environ.get("FAIL_RATIO", "0") or 0),
+        ),
         host="127.0.0.1",
         port=port,
         log_level="info",

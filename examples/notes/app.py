@@ -29,6 +29,8 @@ from courtyard.sdk import (
     IdentityError,
     IdentityVerifier,
     IdentityWSGIMiddleware,
+    TracingWSGI,
+    exporter_from_env,
     from_environment,
 )
 
@@ -291,7 +293,8 @@ def main() -> int:
         print(f"notes: {exc}", file=sys.stderr)
         return 2
     server = ThreadingWSGIServer(("127.0.0.1", port), KeepAliveRequestHandler)
-    server.set_app(create_app(revision, verifier))
+    # A span per request, continuing the caller's trace, sent to the platform's trace store.
+    server.set_app(TracingWSGI(create_app(revision, verifier), exporter=exporter_from_env()))
 
     def handle_sigterm(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever(), which runs in this very thread.

@@ -33,6 +33,14 @@ from courtyard.sdk._events import (
 from courtyard.sdk._identity import Identity
 from courtyard.sdk._jwks import JwksCache, JwksSource, StaticJwks, VerificationKey
 from courtyard.sdk._mesh import AsyncMeshClient, CredentialFile, MeshClient, MeshError
+from courtyard.sdk._tracing import (
+    SpanContext,
+    SpanExporter,
+    TracingMiddleware,
+    TracingWSGI,
+    current_span,
+    exporter_from_env,
+)
 from courtyard.sdk._verifier import ALGORITHMS, IdentityVerifier, from_environment
 from courtyard.sdk._wsgi import IdentityWSGIMiddleware, wsgi_identity
 
@@ -59,9 +67,15 @@ __all__ = [
     "MeshError",
     "MissingIdentity",
     "SdkError",
+    "SpanContext",
+    "SpanExporter",
     "StaticJwks",
+    "TracingMiddleware",
+    "TracingWSGI",
     "VerificationKey",
+    "current_span",
     "event_handler",
+    "exporter_from_env",
     "from_environment",
     "scope_identity",
     "wsgi_identity",

@@ -24,6 +24,7 @@ import httpx
 from courtyard.contracts import DEADLINE_HEADER, EVENTS_PREFIX, ON_BEHALF_OF_HEADER
 from courtyard.sdk._errors import SdkError
 from courtyard.sdk._identity import Identity
+from courtyard.sdk._tracing import TRACEPARENT, current_span
 
 MESH_URL_ENV = "COURTYARD_MESH_URL"
 CREDENTIAL_ENV = "COURTYARD_WORKLOAD_CREDENTIAL"
@@ -200,6 +201,10 @@ class _MeshRequests:
             raise MeshError("on_behalf_of: this Identity carries no assertion (token)")
         if assertion:
             merged[ON_BEHALF_OF_HEADER] = assertion
+        span = current_span()
+        if span is not None and _header(merged, TRACEPARENT) is None:
+            # Trace Context §3.2: the call continues the app's current span.
+            merged[TRACEPARENT] = span.traceparent()
         deadline = self._deadline(timeout, _header(headers or {}, DEADLINE_HEADER))
         if deadline is not None:
             merged[DEADLINE_HEADER] = str(deadline)
