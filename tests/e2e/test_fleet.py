@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -67,8 +68,53 @@ def test_demo_fleet_answers_through_one_port(node_factory: Any) -> None:
     status = node.cli("status")
     for name in owners:
         assert name in status.stdout
+    assert "BUDGET" in status.stdout and "P99" in status.stdout
     metrics = httpx.get(f"{node.admin_url}/metrics", timeout=10).text
-    assert "courtyard_gateway_requests_total" in metrics
+    assert 'courtyard_gateway_requests_total{app="expenses",route="/apps/expenses/"' in metrics
+    assert 'courtyard_mesh_requests_total{caller="expenses",target="notes"' in metrics
+
+
+def test_one_request_across_two_apps_is_one_trace(node_factory: Any) -> None:
+    """Issue 6: gateway -> expenses -> mesh -> notes shows as one trace of at least three
+    spans in `courtyard traces` (here: gateway, expenses, mesh and notes)."""
+    node = node_factory(extra=["--demo"]).start()
+
+    def all_running() -> bool:
+        with node.api() as api:
+            apps = api.get("/api/v1/apps").json()
+        return len(apps) >= 3 and all(a["phase"] == "running" for a in apps)
+
+    wait_for(all_running, 90, "the demo apps to run")
+    dana = create_user(node, "dana@example.com", "Dana Trace", groups=("finance", "ops"))
+    with node.api() as api:
+        token = api.post(f"/api/v1/users/{dana.id}/tokens", json={"name": "t"}).json()["token"]
+    trace_id = os.urandom(16).hex()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01",
+    }
+    with httpx.Client(base_url=node.url, timeout=10) as client:
+        answer = client.get("/apps/expenses/api/team-notes", headers=headers)
+        assert answer.json()["available"] is True, answer.text
+
+    def whole_trace() -> dict[str, Any] | None:
+        listing = node.cli("traces", "expenses", "--json", "--limit", "50")
+        found = [t for t in json.loads(listing.stdout) if t["traceId"] == trace_id]
+        return found[0] if found and found[0]["spans"] >= 4 else None
+
+    summary = wait_for(whole_trace, 30, "the trace to hold every hop")
+    assert summary["services"][:1] == ["gateway"]
+    assert {"gateway", "expenses", "mesh", "notes"} <= set(summary["services"])
+    spans = json.loads(node.cli("trace", trace_id, "--json").stdout)["spans"]
+    by_service = {span["service"]: span for span in spans}
+    # Each hop is the child of the one before: one tree, not four traces.
+    assert by_service["expenses"]["parent_id"] == by_service["gateway"]["span_id"]
+    assert by_service["mesh"]["parent_id"] == by_service["expenses"]["span_id"]
+    assert by_service["notes"]["parent_id"] == by_service["mesh"]["span_id"]
+    tree = node.cli("trace", trace_id).stdout
+    assert "notes: GET" in tree and "mesh: GET notes" in tree
+    table = node.cli("traces", "expenses").stdout
+    assert trace_id in table
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -13,11 +13,14 @@ import typer
 
 from courtyard import __version__
 from courtyard.catalog import ManifestInvalid, make_bundle, manifest_json_schema, parse_manifest
+from courtyard.cli._alerts import register as register_alerts
 from courtyard.cli._audit import audit
 from courtyard.cli._client import ApiClient, CliError, resolve_target
 from courtyard.cli._events import register as register_events
 from courtyard.cli._graph import register as register_graph
 from courtyard.cli._iam import register as register_iam
+from courtyard.cli._observe import health_table
+from courtyard.cli._observe import register as register_observe
 from courtyard.cli._oidc import register as register_oidc
 from courtyard.cli._render import app_detail, apps_table, url_of
 from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
@@ -36,6 +39,8 @@ register_iam(app)
 register_oidc(app)
 register_graph(app)
 register_events(app)
+register_observe(app)
+register_alerts(app)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:
@@ -266,15 +271,17 @@ def status(
     api = client(url, data_dir)
     if name is None:
         node = call(api, "GET", "/api/v1/node")
-        listing = call(api, "GET", "/api/v1/apps")
+        health = call(api, "GET", "/api/v1/health")
         if as_json:
-            print_json({"node": node, "apps": listing})
+            print_json({"node": node, "health": health})
             return
         out.print(
             f"Node {node['url']} · version {node['version']} · {node['workers']} gateway worker(s)"
         )
-        out.print(f"Apps at {api.url}:")
-        out.print(apps_table(listing))
+        out.print(
+            f"Apps at {api.url} (signals over the last {health['windowSeconds'] / 60:g} min):"
+        )
+        out.print(health_table(health))
         return
     detail = call(api, "GET", f"/api/v1/apps/{name}")
     if as_json:

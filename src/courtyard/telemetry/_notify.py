@@ -1,10 +1,11 @@
 """Alert notifications: a signed generic webhook and Slack's incoming-webhook format.
 
-Deliveries run in the background (an evaluation never waits on a receiver), are retried on
-connection errors, timeouts, 429 and 5xx with doubling delays, and each outcome is audited.
-The webhook's signature follows the scheme Stripe and GitHub popularised: an HMAC-SHA256 over
+Each delivery runs as its own background task (an evaluation never waits on a receiver), is
+retried on connection errors, timeouts, 429 and 5xx with doubling delays, and its outcome is
+audited. The webhook signature follows the scheme Stripe and GitHub use: an HMAC-SHA256 over
 the timestamp and the exact body, so a receiver can check origin, integrity and freshness
-(OWASP ASVS V13.1 on authenticated webhooks).
+(OWASP ASVS 4.0 V13 and the OWASP "Webhook security" guidance: sign, timestamp, compare in
+constant time, reject stale deliveries).
 """
 
 from __future__ import annotations
@@ -14,24 +15,38 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
+import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import httpx
 
-from courtyard.audit import Actor, AuditEvent
+from courtyard.audit import AuditEvent
 from courtyard.core import Clock
-from courtyard.telemetry._alerts import Alert, Audit
+from courtyard.telemetry._alerts import SYSTEM, Alert, AuditSink
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "Channel",
+    "Notifier",
+    "SlackChannel",
+    "WebhookChannel",
+    "sign",
+    "verify_signature",
+    "webhook_payload",
+]
 
 log = logging.getLogger("courtyard.telemetry")
 
 SIGNATURE_HEADER = "Courtyard-Signature"
 DELIVERY_HEADER = "Courtyard-Delivery"
+MAX_RETRY_AFTER = 60.0  # seconds: the longest Retry-After we honour
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``Courtyard-Signature`` value for ``body`` sent at ``timestamp``."""
+    """The ``Courtyard-Signature`` value for ``body`` sent at ``timestamp`` (Unix seconds):
+    ``t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
 
@@ -39,31 +54,44 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def verify_signature(
     secret: str, header: str, body: bytes, *, now: float, tolerance: float = 300.0
 ) -> bool:
-    """Whether ``header`` signs ``body`` with ``secret`` and is at most ``tolerance`` seconds
-    old (a replay window). The comparison is constant-time."""
-    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance:
+    """Whether ``header`` (a ``Courtyard-Signature`` value) signs ``body`` with ``secret`` and
+    is at most ``tolerance`` seconds away from ``now`` (a replay window). Any of several
+    ``v1`` values may match (a secret being rotated); comparisons are constant-time."""
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for item in header.split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1":
+            candidates.append(value)
+    if timestamp is None or abs(now - timestamp) > tolerance:
         return False
     expected = sign(secret, timestamp, body).rpartition("v1=")[2]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected, candidate)
+    return matched
+
+
+def webhook_payload(alert: Alert) -> dict[str, Any]:
+    """The generic webhook document, version 1."""
+    return {"version": "1", "status": alert.state, "alert": alert.document()}
 
 
 class Channel(Protocol):
-    kind: str
+    """Where notifications go: a URL and how a transition is written for it."""
 
-    def request(self, alert: Alert, node: str, now: float) -> tuple[bytes, dict[str, str]]: ...
+    kind: str  # "webhook", "slack": recorded in the audit trail
 
     @property
     def url(self) -> str: ...
 
+    def body(self, alert: Alert) -> bytes: ...
 
-def payload(alert: Alert, node: str) -> dict[str, Any]:
-    """The generic webhook document (version 1)."""
-    return {"version": "1", "status": alert.state, "node": node, "alert": alert.document()}
+    def headers(self, body: bytes, delivery: str, now: float) -> dict[str, str]:
+        """Headers of one attempt (signatures are made afresh for each attempt)."""
+        ...
 
 
 class WebhookChannel:
@@ -72,134 +100,190 @@ class WebhookChannel:
     kind = "webhook"
 
     def __init__(self, url: str, secret: str) -> None:
-        self.url = url
+        if not secret:
+            raise ValueError("a webhook channel needs a secret")
+        self._url = url
         self._secret = secret
 
     def __repr__(self) -> str:  # never the secret
-        return f"WebhookChannel({self.url!r})"
+        return f"WebhookChannel({self._url!r})"
 
-    def request(self, alert: Alert, node: str, now: float) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(payload(alert, node), separators=(",", ":")).encode()
-        headers = {
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def body(self, alert: Alert) -> bytes:
+        return json.dumps(webhook_payload(alert), separators=(",", ":")).encode()
+
+    def headers(self, body: bytes, delivery: str, now: float) -> dict[str, str]:
+        return {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, int(now), body),
-            DELIVERY_HEADER: secrets.token_hex(16),
+            DELIVERY_HEADER: delivery,
         }
-        return body, headers
+
+
+def _mrkdwn(text: str) -> str:
+    """Slack's three control characters, escaped (Slack API docs, "Formatting text")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class SlackChannel:
-    """A Slack incoming webhook: ``text`` plus a mrkdwn section block."""
+    """A Slack incoming webhook: ``text`` (the fallback) plus mrkdwn blocks."""
 
     kind = "slack"
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self._url = url
 
-    def __repr__(self) -> str:  # the URL is the credential
+    def __repr__(self) -> str:  # an incoming-webhook URL is itself the credential
         return "SlackChannel(...)"
 
-    def request(self, alert: Alert, node: str, now: float) -> tuple[bytes, dict[str, str]]:
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def body(self, alert: Alert) -> bytes:
         icon = ":rotating_light:" if alert.state == "firing" else ":white_check_mark:"
-        rule = alert.rule
-        detail = (
-            f"burn rate {rule.get('burnLong')}x over {rule.get('long')} and "
-            f"{rule.get('burnShort')}x over {rule.get('short')} (threshold {rule.get('factor')}x)"
-            if rule
-            else ""
-        )
-        text = f"{icon} [{alert.state.upper()}] {alert.summary()}"
+        text = f"{icon} [{alert.state.upper()}] {_mrkdwn(alert.summary())}"
+        detail = [f"*{text}*"]
+        if alert.burn is not None:
+            detail.append(_mrkdwn(alert.burn.text()))
+        if alert.silenced:
+            detail.append("_silenced_")
+        context = f"alert `{alert.id}` · `{_mrkdwn(alert.fingerprint)}`"
         document = {
             "text": text,
             "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*\n{detail}"}},
-                {
-                    "type": "context",
-                    "elements": [{"type": "mrkdwn", "text": f"alert `{alert.id}` · {node}"}],
-                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(detail)}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
             ],
         }
-        return json.dumps(document).encode(), {"Content-Type": "application/json"}
+        return json.dumps(document).encode()
+
+    def headers(self, body: bytes, delivery: str, now: float) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
 
 
 class Notifier:
-    """Sends every transition of an unsilenced alert to every channel."""
+    """Sends every transition it is given to every channel, each in a background task."""
 
     def __init__(
         self,
         channels: Sequence[Channel],
-        audit: Audit,
+        audit: AuditSink,
         *,
         clock: Clock,
-        node: str = "",
         max_attempts: int = 5,
         base_delay: float = 1.0,
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._channels = list(channels)
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.channels = tuple(channels)
         self._audit = audit
         self._clock = clock
-        self._node = node
         self._max_attempts = max_attempts
         self._base_delay = base_delay
+        self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def transition(self, alert: Alert) -> None:
-        if alert.silenced:
-            return
-        for channel in self._channels:
+    def notify(self, alert: Alert) -> None:
+        """Start one delivery per channel and return at once."""
+        for channel in self.channels:
             task = asyncio.create_task(self._deliver(channel, alert))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @property
+    def pending(self) -> int:
+        """Deliveries under way."""
+        return len(self._tasks)
+
     async def drain(self) -> None:
-        """Wait for every delivery under way."""
+        """Wait until every delivery under way has succeeded or given up."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
+        """Cancel deliveries under way and close the HTTP client."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
     async def _deliver(self, channel: Channel, alert: Alert) -> None:
-        attempts = 0
-        error = ""
+        delivery = str(uuid.uuid4())  # the same on every attempt: receivers dedupe by it
+        body = channel.body(alert)
+        attempts, error = 0, ""
         delivered = False
-        while attempts < self._max_attempts:
+        while not delivered and attempts < self._max_attempts:
             attempts += 1
-            body, headers = channel.request(alert, self._node, self._clock.time())
+            delay = self._base_delay * 2 ** (attempts - 1)  # 1, 2, 4, 8 s
+            headers = channel.headers(body, delivery, self._clock.time())
             try:
                 answer = await self._client.post(channel.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+            except httpx.TransportError as exc:  # connect errors, timeouts, resets
                 error = type(exc).__name__
+            except Exception as exc:  # e.g. a malformed URL: no attempt will do better
+                error = type(exc).__name__
+                break
             else:
-                if 200 <= answer.status_code < 300:
+                status = answer.status_code
+                if 200 <= status < 300:
                     delivered = True
                     break
-                error = f"HTTP {answer.status_code}"
-                if answer.status_code != 429 and answer.status_code < 500:
+                error = f"HTTP {status}"
+                if status != 429 and status < 500:
                     break  # the receiver refuses this request: sending it again changes nothing
+                delay = max(delay, _retry_after(answer))
             if attempts < self._max_attempts:
-                await self._clock.sleep(self._base_delay * 2 ** (attempts - 1))
-        try:
-            await self._audit.record(
-                AuditEvent(
-                    actor=Actor(kind="system", id="courtyard"),
-                    action="alert.notify",
-                    target=f"app/{alert.app}",
-                    outcome="success" if delivered else "failure",
-                    reason=None if delivered else error,
-                    details={
-                        "alert": alert.id,
-                        "status": alert.state,
-                        "channel": channel.kind,
-                        "attempts": attempts,
-                    },
-                )
+                await self._clock.sleep(delay)
+        await self._record(channel, alert, delivery, attempts, delivered, error)
+
+    async def _record(
+        self,
+        channel: Channel,
+        alert: Alert,
+        delivery: str,
+        attempts: int,
+        delivered: bool,
+        error: str,
+    ) -> None:
+        if not delivered:
+            log.warning(
+                "alert %s: %s notification failed after %d attempts (%s)",
+                alert.fingerprint,
+                channel.kind,
+                attempts,
+                error,
             )
+        event = AuditEvent(
+            actor=SYSTEM,
+            action="alert.notify",
+            target=f"app/{alert.app}",
+            outcome="success" if delivered else "failure",
+            reason=None if delivered else error,
+            details={
+                "alert": alert.id,
+                "fingerprint": alert.fingerprint,
+                "status": alert.state,
+                "channel": channel.kind,
+                "delivery": delivery,
+                "attempts": attempts,
+            },
+        )
+        try:
+            await self._audit.record(event)
         except Exception:
             log.exception("could not audit the notification of %s", alert.fingerprint)
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    """A 429/503's ``Retry-After`` in seconds (RFC 9110 §10.2.3; delay-seconds form only),
+    capped at :data:`MAX_RETRY_AFTER`; 0 when absent."""
+    value = answer.headers.get("retry-after", "").strip()
+    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else 0.0

@@ -1,26 +1,33 @@
-"""Runbook actions the platform takes by itself when an app's SLO alert fires.
+"""Runbook actions the platform takes by itself when an app's SLO alert fires (restart, roll
+back to the previous revision, add a replica, or only page), as the app's manifest declares.
 
-Each declared action runs at most once per cooldown per app (a flapping alert must not roll
-an app back and forth, nor add a replica every ten seconds), and every run or skip is audited
+Each action runs at most once per cooldown per (app, action): a flapping alert must not roll an
+app back and forth, nor add a replica every ten seconds. Every run and every skip is audited
 with the alert that caused it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from courtyard.audit import Actor, AuditEvent
+from courtyard.audit import AuditEvent, Outcome
 from courtyard.contracts import RemediationSpec
 from courtyard.core import Clock
-from courtyard.telemetry._alerts import Alert, Audit
+from courtyard.telemetry._alerts import SYSTEM, Alert, AuditSink
+
+__all__ = ["RemediationActions", "Remediator"]
 
 log = logging.getLogger("courtyard.telemetry")
 
+MAX_REASON = 300  # characters of an action's error kept in the audit trail
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class RemediationActions(Protocol):
-    """What the lifecycle can do for a remediation; each returns a line for the audit trail."""
+    """What the lifecycle can do for a remediation; each returns one line for the audit."""
 
     async def restart(self, app: str) -> str: ...
 
@@ -30,71 +37,101 @@ class RemediationActions(Protocol):
 
 
 class Remediator:
-    """Runs the app's declared actions for a firing, unsilenced alert."""
+    """Runs the declared actions of a firing, unsilenced alert (the engine never hands it a
+    silenced one)."""
 
-    def __init__(self, actions: RemediationActions, audit: Audit, *, clock: Clock) -> None:
+    def __init__(self, actions: RemediationActions, audit: AuditSink, *, clock: Clock) -> None:
         self._actions = actions
         self._audit = audit
         self._clock = clock
         self._plans: dict[str, tuple[RemediationSpec, ...]] = {}
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str], float] = {}  # (app, action) -> when it last ran
 
     def set_plan(self, app: str, specs: Sequence[RemediationSpec]) -> None:
+        """The app's declarations (``Manifest.remediation_specs()``), replacing older ones."""
         self._plans[app] = tuple(specs)
 
     def forget(self, app: str) -> None:
         self._plans.pop(app, None)
+        for key in [k for k in self._last if k[0] == app]:
+            del self._last[key]
 
-    async def transition(self, alert: Alert) -> None:
-        if alert.state != "firing" or alert.silenced:
+    def plan(self, app: str) -> tuple[RemediationSpec, ...]:
+        return self._plans.get(app, ())
+
+    async def on_fire(self, alert: Alert) -> None:
+        """Run every declaration matching the alert: same severity, and the alert's SLO or
+        none named."""
+        if alert.state != "firing":
             return
-        for spec in self._plans.get(alert.app, ()):
-            if spec.severity != alert.severity or spec.slo not in (None, alert.slo):
-                continue
+        matching = [
+            spec
+            for spec in self._plans.get(alert.app, ())
+            if spec.severity == alert.severity and spec.slo in (None, alert.slo)
+        ]
+        if not matching:
+            await self._record("remediation.skip", alert, "success", "no-actions", {"action": None})
+            return
+        for spec in matching:
             await self._run(spec, alert)
 
     async def _run(self, spec: RemediationSpec, alert: Alert) -> None:
         now = self._clock.time()
-        key = (spec.app, spec.action)
-        details = {"alert": alert.id, "fingerprint": alert.fingerprint, "action": spec.action}
+        key = (alert.app, spec.action)
         last = self._last.get(key)
         if last is not None and now - last < spec.cooldown:
             await self._record(
                 "remediation.skip",
                 alert,
                 "success",
-                f"cooldown: last run {now - last:.0f} s ago, cooldown {spec.cooldown:.0f} s",
-                details,
+                "cooldown",
+                {
+                    "action": spec.action,
+                    "lastRunAgo": int(now - last),
+                    "cooldown": int(spec.cooldown),
+                },
             )
             return
+        # Taken before the action runs, so an alert firing meanwhile finds the cooldown.
         self._last[key] = now
         try:
             if spec.action == "page":
-                result = "paged (notification only)"
+                result = "paged: the notification is the action"
             else:
-                result = await getattr(self._actions, spec.action)(spec.app)
+                result = await getattr(self._actions, spec.action)(alert.app)
         except Exception as exc:
-            log.warning("remediation %s of %s failed: %s", spec.action, spec.app, exc)
-            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-            await self._record("remediation.run", alert, "failure", reason, details)
+            lines = str(exc).splitlines()
+            text = _CONTROL.sub(" ", lines[0]) if lines else type(exc).__name__
+            log.warning("remediation %s of %s failed: %s", spec.action, alert.app, text)
+            await self._record(
+                "remediation.run", alert, "failure", text[:MAX_REASON], {"action": spec.action}
+            )
             return
-        await self._record("remediation.run", alert, "success", None, {**details, "result": result})
+        await self._record(
+            "remediation.run",
+            alert,
+            "success",
+            None,
+            {"action": spec.action, "result": str(result)[:MAX_REASON]},
+        )
 
     async def _record(
         self,
         action: str,
         alert: Alert,
-        outcome: str,
+        outcome: Outcome,
         reason: str | None,
-        details: dict[str, str],
+        details: dict[str, Any],
     ) -> None:
-        await self._audit.record(
-            AuditEvent(
-                actor=Actor(kind="system", id="courtyard"),
-                action=action,
-                target=f"app/{alert.app}",
-                outcome=outcome,  # type: ignore[arg-type]
-                reason=reason,
-                details=details,
-            )
+        event = AuditEvent(
+            actor=SYSTEM,
+            action=action,
+            target=f"app/{alert.app}",
+            outcome=outcome,
+            reason=reason,
+            details={"alert": alert.id, "fingerprint": alert.fingerprint, **details},
         )
+        try:
+            await self._audit.record(event)
+        except Exception:
+            log.exception("could not audit %s of %s", action, alert.fingerprint)

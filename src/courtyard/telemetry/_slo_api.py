@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from courtyard.core import problem
+from courtyard.telemetry._export import openslo_documents, prometheus_rules, sloth_document
 from courtyard.telemetry._service import Telemetry
 from courtyard.telemetry._slo import SloStatus, window_label
 
@@ -40,5 +41,24 @@ def slo_router(telemetry: Telemetry, app_exists: Callable[[str], Awaitable[bool]
             document = dict(problem(404, "App not found", f"no app named {name}"))
             return JSONResponse(document, status_code=404, media_type=PROBLEM_JSON)
         return [status_document(telemetry.status(spec)) for spec in telemetry.slos(name)]
+
+    @api.get(
+        "/api/v1/apps/{name}/slos/export/{form}",
+        summary="The app's SLOs as OpenSLO, a Sloth spec or Prometheus rules",
+    )
+    async def export(name: str, form: str) -> Any:
+        if not await app_exists(name):
+            document = dict(problem(404, "App not found", f"no app named {name}"))
+            return JSONResponse(document, status_code=404, media_type=PROBLEM_JSON)
+        specs = telemetry.slos(name)
+        if form == "openslo":
+            return openslo_documents(specs)
+        if form == "sloth":
+            return sloth_document(name, specs)
+        if form == "prometheus":
+            return prometheus_rules(name, specs)
+        detail = f"{form!r}: expected openslo, sloth or prometheus"
+        document = dict(problem(400, "Unknown export format", detail))
+        return JSONResponse(document, status_code=400, media_type=PROBLEM_JSON)
 
     return api
