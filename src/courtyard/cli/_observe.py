@@ -48,7 +48,8 @@ def traces(
         out.print(f"No recent traces of {app}.")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("TRACE", "AT", "ROOT", "SPANS", "DURATION", "SERVICES", ""):
+    table.add_column("TRACE", no_wrap=True, min_width=32)
+    for column in ("AT", "ROOT", "SPANS", "DURATION", "SERVICES", ""):
         table.add_column(column)
     for row in document:
         table.add_row(

@@ -28,6 +28,8 @@ from courtyard.contracts import TRACES_SERVICE, SpanRecord
 log = logging.getLogger("courtyard.sdk")
 
 TRACEPARENT = "traceparent"
+# The platform's health checks call these every second: tracing them would bury real traces.
+UNTRACED = ("/healthz", "/readyz")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -240,12 +242,14 @@ class TracingMiddleware:
         *,
         service: str | None = None,
         exporter: SpanExporter | Callable[[SpanRecord], None] | None = None,
+        exempt_paths: Iterable[str] = UNTRACED,
     ) -> None:
         self.app = app
         self._recorder = _Recorder(service, exporter)
+        self._exempt = frozenset(exempt_paths)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http":
+        if scope.get("type") != "http" or scope.get("path") in self._exempt:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -293,11 +297,15 @@ class TracingWSGI:
         *,
         service: str | None = None,
         exporter: SpanExporter | Callable[[SpanRecord], None] | None = None,
+        exempt_paths: Iterable[str] = UNTRACED,
     ) -> None:
         self.app = app
         self._recorder = _Recorder(service, exporter)
+        self._exempt = frozenset(exempt_paths)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") in self._exempt:
+            return self.app(environ, start_response)
         context, parent = self._recorder.start(
             environ.get("HTTP_TRACEPARENT"), environ.get("HTTP_X_REQUEST_ID")
         )

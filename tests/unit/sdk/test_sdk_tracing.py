@@ -198,3 +198,14 @@ def test_the_exporter_drops_when_full_and_never_raises() -> None:
 
 def test_no_exporter_outside_courtyard() -> None:
     assert exporter_from_env({}) is None
+
+
+async def test_health_checks_are_not_traced() -> None:
+    spans: list[SpanRecord] = []
+
+    async def ok(request: Request) -> Response:
+        return JSONResponse({})
+
+    app = TracingMiddleware(Starlette(routes=[Route("/healthz", ok)]), exporter=spans.append)
+    assert (await get(app, "/healthz")).status_code == 200
+    assert spans == []
