@@ -77,9 +77,7 @@ from courtyard.node._workers import GatewayWorkers, gateway_tls
 from courtyard.portal import PortalConfig, portal_router
 from courtyard.runtime import RuntimeConfig, Supervisor
 from courtyard.store import Database
-from courtyard.telemetry.alerts_api import alerts_router
-from courtyard.telemetry.slo_api import slo_router
-from courtyard.telemetry.traces_api import traces_router
+from courtyard.telemetry.api import alerts_router, slo_router, traces_router
 from courtyard.transport import ControlServer
 
 log = logging.getLogger("courtyard.node")
