@@ -298,15 +298,29 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
     tail: Annotated[int, typer.Option(help="Lines from the end to start with.")] = 100,
+    grep: Annotated[
+        str | None, typer.Option(help="Only lines matching this regular expression.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help='Only lines written since: "10m", "2h", "1d" or RFC 3339.')
+    ] = None,
+    timestamps: Annotated[
+        bool, typer.Option("--timestamps", help="Print when each line was written.")
+    ] = False,
     url: Url = None,
     data_dir: DataDir = Path(".courtyard"),
 ) -> None:
-    """Print an app's logs (all instances)."""
+    """Print an app's logs (every instance, this revision and earlier ones still on disk)."""
     api = client(url, data_dir)
+    params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
+    if grep is not None:
+        params["grep"] = grep
+    if since is not None:
+        params["since"] = since
+    if timestamps:
+        params["timestamps"] = "true"
     try:
-        for chunk in api.stream_lines(
-            f"/api/v1/apps/{name}/logs", {"tail": tail, "follow": str(follow).lower()}
-        ):
+        for chunk in api.stream_lines(f"/api/v1/apps/{name}/logs", params):
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
     except CliError as exc:

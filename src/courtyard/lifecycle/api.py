@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +20,7 @@ from courtyard.audit import Actor
 from courtyard.catalog import App
 from courtyard.lifecycle._errors import DeployRefused
 from courtyard.lifecycle._lifecycle import Caller, Deployment, Lifecycle, Rollout
+from courtyard.runtime import parse_log_line
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 _TOO_LARGE = f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB"
@@ -207,11 +212,19 @@ def router(lifecycle: Lifecycle) -> APIRouter:
         name: str,
         tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
         follow: bool = False,
-    ) -> StreamingResponse:
+        grep: Annotated[str | None, Query(max_length=500)] = None,
+        since: Annotated[str | None, Query(max_length=64)] = None,
+        timestamps: bool = False,
+    ) -> Any:
         await lifecycle.catalog.get(name)  # 404 for an unknown app
-        # Log files outlive instances: a stopped app's logs stay readable.
+        try:
+            wanted = LogFilter.of(grep, since, time.time())
+        except ValueError as exc:
+            return _problem(400, "Bad log query", str(exc))
+        # Log files outlive instances: a stopped app's logs stay readable, and those of
+        # earlier revisions too while they are on disk.
         return StreamingResponse(
-            _stream_logs(lifecycle, name, tail, follow),
+            _stream_logs(lifecycle, name, tail, follow, wanted, timestamps),
             media_type="text/plain; charset=utf-8",
         )
 
@@ -234,29 +247,95 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _tail_lines(files: list[Path], count: int) -> list[bytes]:
+_SINCE = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which stored lines to show: matching a regex, written since a time."""
+
+    pattern: re.Pattern[bytes] | None = None
+    since: float | None = None
+
+    @classmethod
+    def of(cls, grep: str | None, since: str | None, now: float) -> LogFilter:
+        pattern = None
+        if grep:
+            try:
+                pattern = re.compile(grep.encode())
+            except re.error as exc:
+                raise ValueError(f"grep: not a regular expression: {exc}") from None
+        start = None
+        if since:
+            if match := _SINCE.fullmatch(since.strip()):
+                start = now - float(match[1]) * _UNITS[match[2]]
+            else:
+                try:
+                    when = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+                except ValueError:
+                    raise ValueError(
+                        f'since: expected a duration like "10m", "2h", "1d" or an RFC 3339 time, '
+                        f"got {since!r}"
+                    ) from None
+                if when.tzinfo is None:
+                    raise ValueError(f"since: {since!r} needs a time zone (Z or +hh:mm)")
+                start = when.timestamp()
+        return cls(pattern, start)
+
+    def show(self, line: bytes, timestamps: bool) -> bytes | None:
+        """The line as shown (its stamp removed unless ``timestamps``), or None to skip it."""
+        written, content = parse_log_line(line)
+        if self.since is not None and (written is None or written < self.since):
+            return None
+        if self.pattern is not None and self.pattern.search(content) is None:
+            return None
+        if not content.endswith(b"\n"):
+            content += b"\n"
+        if timestamps and written is not None:
+            return line.split(b" ", 1)[0] + b" " + content  # the RFC 3339 stamp first
+        return content
+
+
+def _problem(status: int, title: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def _tail_lines(files: list[Path], count: int, wanted: LogFilter, timestamps: bool) -> list[bytes]:
     lines: list[bytes] = []
     for path in reversed(files):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        lines[:0] = data.splitlines(keepends=True)
+        shown = [wanted.show(line, timestamps) for line in data.splitlines(keepends=True)]
+        lines[:0] = [line for line in shown if line is not None]
         if len(lines) >= count:
             break
     return lines[-count:] if count else []
 
 
 async def _stream_logs(
-    lifecycle: Lifecycle, name: str, tail: int, follow: bool
+    lifecycle: Lifecycle,
+    name: str,
+    tail: int,
+    follow: bool,
+    wanted: LogFilter | None = None,
+    timestamps: bool = False,
 ) -> AsyncIterator[bytes]:
+    wanted = wanted or LogFilter()
     files = lifecycle.supervisor.log_files(name)
-    for line in _tail_lines(files, tail):
+    for line in _tail_lines(files, tail, wanted, timestamps):
         yield line
     if not follow:
         return
     # Follow every instance's current log file, picking up new instances as they start.
     offsets = {path: path.stat().st_size for path in files if path.exists()}
+    partial: dict[Path, bytes] = {}
     while True:
         await asyncio.sleep(0.25)
         for path in lifecycle.supervisor.log_files(name):
@@ -270,6 +349,12 @@ async def _stream_logs(
             if size > start:
                 with path.open("rb") as handle:
                     handle.seek(start)
-                    data = handle.read(size - start)
+                    data = partial.pop(path, b"") + handle.read(size - start)
                 offsets[path] = size
-                yield data
+                cut = data.rfind(b"\n") + 1
+                if cut < len(data):
+                    partial[path] = data[cut:]
+                shown = [wanted.show(line, timestamps) for line in data[:cut].splitlines(True)]
+                chunk = b"".join(line for line in shown if line is not None)
+                if chunk:
+                    yield chunk

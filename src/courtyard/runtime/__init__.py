@@ -43,7 +43,10 @@ from courtyard.runtime._placeholders import expand_placeholders
 from courtyard.runtime._supervisor import Supervisor
 from courtyard.runtime._workload import CREDENTIAL_FILE, CredentialIssuer, IssuedCredential
 
+from courtyard.runtime._logs import parse_log_line
+
 __all__ = [
+    "parse_log_line",
     "CREDENTIAL_FILE",
     "AppNotRunning",
     "AppPhase",

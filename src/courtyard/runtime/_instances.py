@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,7 @@ from courtyard.runtime._deadlines import within
 from courtyard.runtime._environment import LOOPBACK, launch_plan
 from courtyard.runtime._health import probe
 from courtyard.runtime._launcher import LaunchRequest, ProcessHandle, ProcessLauncher
-from courtyard.runtime._logs import LogSink, RotatingLogWriter, tail_lines
+from courtyard.runtime._logs import LogSink, RotatingLogWriter, cri_prefix, tail_lines
 from courtyard.runtime._models import InstanceState, InstanceStatus, WorkloadSpec
 from courtyard.runtime._records import (
     InstanceRecord,
@@ -426,6 +427,7 @@ class Instance:
                     max_bytes=self._config.log_max_bytes,
                     backups=self._config.log_backups,
                 )
-            self._writer.write_lines([line.encode() + b"\n"])
+            stamp = cri_prefix(time.time(), b"stderr")
+            self._writer.write_lines([stamp + b"F " + line.encode() + b"\n"])
         except OSError:
             log.exception("instance %s: cannot write its log", self.id)

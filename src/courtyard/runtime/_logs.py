@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 # A line longer than this is written in pieces rather than held in memory until its newline.
@@ -80,9 +82,17 @@ class LogSink:
     One sink per process run; the writer lives as long as the instance, across restarts.
     """
 
-    def __init__(self, writer: RotatingLogWriter) -> None:
+    def __init__(
+        self,
+        writer: RotatingLogWriter,
+        *,
+        stream: str = "stdout",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._writer = writer
         self._partial = b""
+        self._stream = stream.encode()
+        self._clock = clock
 
     def write(self, data: bytes) -> None:
         """Take a chunk as read from the pipe."""
@@ -90,17 +100,40 @@ class LogSink:
         cut = data.rfind(b"\n") + 1
         lines = data[:cut].splitlines(keepends=True)
         self._partial = data[cut:]
+        stamp = cri_prefix(self._clock(), self._stream)
+        stamped = [stamp + b"F " + line for line in lines]
         if len(self._partial) >= MAX_LINE_BYTES:
-            lines.append(self._partial)
+            stamped.append(stamp + b"P " + self._partial + b"\n")  # a piece of a longer line
             self._partial = b""
-        if lines:
-            self._writer.write_lines(lines)
+        if stamped:
+            self._writer.write_lines(stamped)
 
     def close(self) -> None:
         """The pipe closed: write what is left of an unfinished last line."""
         if self._partial:
-            self._writer.write_lines([self._partial])
+            stamp = cri_prefix(self._clock(), self._stream)
+            self._writer.write_lines([stamp + b"F " + self._partial + b"\n"])
             self._partial = b""
+
+
+# Kubernetes' CRI log format: "<RFC 3339 time, UTC> <stream> <F|P> <content>" per line, so
+# `courtyard logs --since` knows when each line was written whatever the app prints.
+_CRI = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (stdout|stderr) ([FP]) ")
+
+
+def cri_prefix(now: float, stream: bytes = b"stdout") -> bytes:
+    """The prefix of a line written at ``now`` (Unix seconds), up to the tag."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return stamp.encode() + b"Z " + stream + b" "
+
+
+def parse_log_line(line: bytes) -> tuple[float | None, bytes]:
+    """(time written, content) of a stored line; (None, line) for a line without a stamp."""
+    match = _CRI.match(line)
+    if match is None:
+        return None, line
+    written = datetime.strptime(match[1].decode(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return written.timestamp(), line[match.end() :]
 
 
 def log_files_of(folder: Path, id_pattern: str = r".+") -> list[Path]:
@@ -134,7 +167,8 @@ def tail_lines(path: Path, count: int, *, max_bytes: int = 16 * 1024) -> list[st
             data = f.read()
     except OSError:
         return []
-    lines = data.decode("utf-8", "replace").splitlines()
+    lines = data.splitlines()
     if size > max_bytes and lines:
         lines = lines[1:]  # the first one is probably cut
-    return lines[-count:] if count > 0 else []
+    kept = lines[-count:] if count > 0 else []
+    return [parse_log_line(line)[1].decode("utf-8", "replace") for line in kept]

@@ -10,6 +10,7 @@ from courtyard.runtime._logs import (
     LogSink,
     RotatingLogWriter,
     log_files_of,
+    parse_log_line,
     tail_lines,
 )
 
@@ -58,27 +59,37 @@ def test_appends_to_an_existing_file(tmp_path: Path) -> None:
     assert path.read_bytes() == b"from before\nmore\n"
 
 
-def test_sink_joins_chunks_into_lines_and_flushes_the_rest_on_close(tmp_path: Path) -> None:
+STAMP = b"2023-11-14T22:13:20.250000Z stdout "
+
+
+def test_sink_joins_chunks_into_stamped_lines_and_flushes_the_rest_on_close(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "a.log"
-    writer = RotatingLogWriter(path, max_bytes=18, backups=5)
-    sink = LogSink(writer)
+    writer = RotatingLogWriter(path, max_bytes=len(STAMP) + 20, backups=5)
+    sink = LogSink(writer, clock=lambda: 1700000000.25)
     for chunk in (b"hel", b"lo wor", b"ld\nsecond li", b"ne\nno newline"):
         sink.write(chunk)
-    # Only whole lines so far; rotation never split "hello world".
-    assert (tmp_path / "a.log.1").read_bytes() == b"hello world\n"
-    assert path.read_bytes() == b"second line\n"
+    # Only whole lines so far, each in Kubernetes' CRI format; rotation never split a line.
+    assert (tmp_path / "a.log.1").read_bytes() == STAMP + b"F hello world\n"
+    assert path.read_bytes() == STAMP + b"F second line\n"
     sink.close()
     writer.close()
-    assert path.read_bytes() == b"no newline"
-    assert (tmp_path / "a.log.1").read_bytes() == b"second line\n"
+    assert path.read_bytes() == STAMP + b"F no newline\n"
+    assert parse_log_line(path.read_bytes()) == (1700000000.25, b"no newline\n")
+    assert parse_log_line(b"an old line without a stamp\n") == (
+        None,
+        b"an old line without a stamp\n",
+    )
 
 
 def test_sink_does_not_hold_an_endless_line(tmp_path: Path) -> None:
     path = tmp_path / "a.log"
     writer = RotatingLogWriter(path, max_bytes=10 * MAX_LINE_BYTES, backups=1)
-    sink = LogSink(writer)
+    sink = LogSink(writer, clock=lambda: 1700000000.25)
     sink.write(b"x" * (MAX_LINE_BYTES + 5))
-    assert path.stat().st_size == MAX_LINE_BYTES + 5
+    # A piece of a line: tagged P (partial), as CRI logs do.
+    assert path.read_bytes() == STAMP + b"P " + b"x" * (MAX_LINE_BYTES + 5) + b"\n"
     writer.close()
 
 

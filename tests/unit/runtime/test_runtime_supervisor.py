@@ -27,6 +27,7 @@ from courtyard.runtime import (
     RuntimeConfig,
     Supervisor,
     SupervisorError,
+    parse_log_line,
 )
 
 
@@ -176,7 +177,10 @@ async def test_logs_are_captured_and_rotated(
         f"{status.id}.log",
     ]
     assert all(f.stat().st_size <= 2000 for f in files)
-    lines = [line for f in files for line in f.read_text().splitlines()]
+    # Each stored line is "<time> <stream> F <what the app wrote>" (CRI format).
+    lines = [
+        parse_log_line(line)[1].decode() for f in files for line in f.read_bytes().splitlines()
+    ]
     spam = [line for line in lines if line.startswith("line ")]
     # The oldest lines were rotated away; what is left is whole and in order.
     assert spam and all(line == f"line {int(line[5:9]):04d} " + "x" * 40 for line in spam)
