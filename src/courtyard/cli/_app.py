@@ -23,6 +23,7 @@ from courtyard.cli._observe import health_table
 from courtyard.cli._observe import register as register_observe
 from courtyard.cli._oidc import register as register_oidc
 from courtyard.cli._render import app_detail, apps_table, url_of
+from courtyard.cli._slo import register as register_slo
 from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 from courtyard.core import CourtyardError
 from courtyard.node import Node, load_config
@@ -41,6 +42,7 @@ register_graph(app)
 register_events(app)
 register_observe(app)
 register_alerts(app)
+register_slo(app)
 
 
 def client(url: str | None, data_dir: Path) -> ApiClient:

@@ -1,5 +1,5 @@
-"""``courtyard traces``, ``courtyard trace`` and ``courtyard slo``: the fleet's recent traces
-and each app's error budget, read from the node's API."""
+"""``courtyard traces`` and ``courtyard trace`` (the fleet's recent traces) and the fleet
+health table of ``courtyard status``, read from the node's API."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from courtyard.cli._terminal import AsJson, DataDir, Url, call_api, fail, out, print_json
+from courtyard.cli._terminal import AsJson, DataDir, Url, call_api, out, print_json
 
 __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``traces``, ``trace`` and ``slo`` to ``app``."""
+    """Add ``traces`` and ``trace`` to ``app``."""
     app.command("traces")(traces)
     app.command("trace")(trace)
-    app.command("slo")(slo)
 
 
 def _when(seconds: float) -> str:
@@ -93,49 +91,6 @@ def trace(
 
     grow(root, None)
     out.print(root)
-
-
-def slo(
-    app: Annotated[str, typer.Argument(help="The app whose SLOs to show.")],
-    export: Annotated[
-        str | None,
-        typer.Option(help="Print the SLOs as openslo, sloth or prometheus rules (YAML)."),
-    ] = None,
-    url: Url = None,
-    data_dir: DataDir = Path(".courtyard"),
-    as_json: AsJson = False,
-) -> None:
-    """An app's SLOs: objective, SLI, error budget left and burn rates."""
-    if export is not None:
-        if export not in ("openslo", "sloth", "prometheus"):
-            fail(f"--export must be openslo, sloth or prometheus, not {export!r}")
-        document = call_api(url, data_dir, "GET", f"/api/v1/apps/{app}/slos/export/{export}")
-        out.print(yaml.safe_dump(document, sort_keys=False), end="", highlight=False)
-        return
-    document = call_api(url, data_dir, "GET", f"/api/v1/apps/{app}/slos")
-    if as_json:
-        print_json(document)
-        return
-    if not document:
-        out.print(f"{app} declares no SLOs (spec.slos in its courtyard.yaml).")
-        return
-    table = Table(box=None, header_style="bold")
-    for column in ("SLO", "OBJECTIVE", "WINDOW", "SLI", "BUDGET LEFT", "BURN 1h", "6h", "1d", "3d"):
-        table.add_column(column)
-    for row in document:
-        sli = "-" if row["sli"] is None else f"{row['sli'] * 100:.3f}%"
-        left = row["budgetRemaining"]
-        budget = Text(f"{left * 100:.1f}%", style="red" if left < 0.25 else "green")
-        burn = row["burnRates"]
-        table.add_row(
-            row["name"] + (f" (≤{row['thresholdMs']:g} ms)" if row["thresholdMs"] else ""),
-            f"{row['objective']:g}%",
-            row["window"],
-            sli,
-            budget,
-            *(f"{burn[w]:.2f}x" for w in ("1h", "6h", "1d", "3d")),
-        )
-    out.print(table)
 
 
 def health_table(document: dict[str, Any]) -> Table:

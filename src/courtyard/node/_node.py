@@ -70,7 +70,7 @@ from courtyard.node._errors import NodeStartFailed
 from courtyard.node._health import health_router
 from courtyard.node._identity import IdentityFeed
 from courtyard.node._launcher import launcher_apps
-from courtyard.node._metrics import admin_app
+from courtyard.node._metrics import FleetCollector, InstanceCollector, admin_app
 from courtyard.node._observe import Observability
 from courtyard.node._servers import bind_loopback, embedded_server, reserve_port
 from courtyard.node._workers import GatewayWorkers, gateway_tls
@@ -382,7 +382,11 @@ class Node:
 
             admin_socket = bind_loopback(config.admin_host, config.admin_port)
             self.admin_url = f"http://{config.admin_host}:{admin_socket.getsockname()[1]}"
-            admin_server = embedded_server(admin_app(self._metrics_text), admin_socket)
+            collectors = [
+                InstanceCollector(supervisor),
+                FleetCollector(lambda: observe.stages, observe.telemetry, observe.engine.alerts),
+            ]
+            admin_server = embedded_server(admin_app(self._metrics_text, collectors), admin_socket)
             admin_task = asyncio.create_task(
                 admin_server.serve(sockets=[admin_socket]), name="admin"
             )

@@ -22,10 +22,10 @@ from courtyard.store import Database
 from courtyard.telemetry import (
     AlertConfig,
     AlertEngine,
-    FileSeriesStore,
     Notifier,
     Remediator,
     SlackChannel,
+    SqlMinuteStore,
     SqlSilenceStore,
     Telemetry,
     TraceStore,
@@ -71,7 +71,7 @@ class Observability:
     ) -> None:
         self.clock = clock
         self.config = config
-        self.telemetry = Telemetry(FileSeriesStore(data_dir / "telemetry.json"), clock=clock)
+        self.telemetry = Telemetry(SqlMinuteStore(db), clock=clock)
         self.traces = TraceStore()
         channels: list[WebhookChannel | SlackChannel] = []
         if config.notify_webhook_url and config.notify_webhook_secret:
@@ -84,6 +84,8 @@ class Observability:
         self.remediator: Remediator | None = None
         self.alerts: AlertEngine | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.stages: dict[str, int] = {}  # apps in the catalog by stage (for /metrics)
+        self._known: set[str] = set()  # apps in the catalog at the last change
 
     @property
     def engine(self) -> AlertEngine:
@@ -128,15 +130,19 @@ class Observability:
     def catalog_changed(self, apps: list[App]) -> None:
         """SLOs and runbooks follow the current revision of every app."""
         names = {app.name for app in apps}
+        stages: dict[str, int] = {}
+        for app in apps:
+            stages[app.stage] = stages.get(app.stage, 0) + 1
+        self.stages = stages
         for app in apps:
             self.telemetry.set_slos(app.name, app.manifest.slo_specs())
             if self.remediator is not None:
                 self.remediator.set_plan(app.name, app.manifest.remediation_specs())
-        for spec in self.telemetry.slos():
-            if spec.app not in names:
-                self.telemetry.forget(spec.app)
-                if self.remediator is not None:
-                    self.remediator.forget(spec.app)
+        for gone in self._known - names:
+            self.telemetry.forget(gone)
+            if self.remediator is not None:
+                self.remediator.forget(gone)
+        self._known = names
 
     def metrics(self, worker: int, metrics: WorkerMetrics) -> None:
         self.telemetry.ingest(worker, metrics)

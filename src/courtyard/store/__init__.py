@@ -8,6 +8,7 @@ from courtyard.store import (  # noqa: F401  (register their tables)
     _schema_events,
     _schema_iam,
     _schema_oidc,
+    _schema_telemetry,
 )
 from courtyard.store._database import Database
 from courtyard.store._errors import StoreError

@@ -10,6 +10,7 @@ from courtyard.telemetry._alerts import (
     Burn,
     BurnSource,
 )
+from courtyard.telemetry._export import openslo_document, prometheus_rules, sloth_document
 from courtyard.telemetry._notify import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -21,14 +22,8 @@ from courtyard.telemetry._notify import (
     webhook_payload,
 )
 from courtyard.telemetry._remediate import RemediationActions, Remediator
-from courtyard.telemetry._series import AppSeries, CounterDeltas
-from courtyard.telemetry._service import (
-    FileSeriesStore,
-    MemorySeriesStore,
-    SeriesStore,
-    Signals,
-    Telemetry,
-)
+from courtyard.telemetry._series import AppSeries, CounterDeltas, MinuteRow
+from courtyard.telemetry._service import Signals, Telemetry, TelemetryConfig
 from courtyard.telemetry._silences import (
     MemorySilenceStore,
     Silence,
@@ -42,6 +37,11 @@ from courtyard.telemetry._slo import (
     budget_remaining,
     burn_rate,
     burn_rules,
+)
+from courtyard.telemetry._sql import SqlMinuteStore
+from courtyard.telemetry._store import (
+    MemoryMinuteStore,
+    MinuteStore,
 )
 from courtyard.telemetry._traces import TraceStore, TraceSummary
 
@@ -57,27 +57,32 @@ __all__ = [
     "BurnRule",
     "BurnSource",
     "CounterDeltas",
-    "FileSeriesStore",
-    "MemorySeriesStore",
+    "MemoryMinuteStore",
     "MemorySilenceStore",
+    "MinuteRow",
+    "MinuteStore",
     "Notifier",
     "RemediationActions",
     "Remediator",
-    "SeriesStore",
     "Signals",
     "Silence",
     "SilenceStore",
     "SlackChannel",
     "SloStatus",
+    "SqlMinuteStore",
     "SqlSilenceStore",
     "Telemetry",
+    "TelemetryConfig",
     "TraceStore",
     "TraceSummary",
     "WebhookChannel",
     "budget_remaining",
     "burn_rate",
     "burn_rules",
+    "openslo_document",
+    "prometheus_rules",
     "sign",
+    "sloth_document",
     "verify_signature",
     "webhook_payload",
 ]

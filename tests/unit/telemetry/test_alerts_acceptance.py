@@ -15,18 +15,12 @@ import pytest
 
 from courtyard.contracts import LATENCY_BUCKETS, RemediationSpec, SloSpec, WorkerMetrics
 from courtyard.core import FakeClock
+from courtyard.telemetry import MemoryMinuteStore as MemoryStore
 from courtyard.telemetry import Telemetry
 from courtyard.telemetry._alerts import Alert, AlertConfig, AlertEngine
 from courtyard.telemetry._notify import SIGNATURE_HEADER, Notifier, WebhookChannel, verify_signature
 from courtyard.telemetry._remediate import Remediator
 from fakes import RecordingAudit
-
-try:  # the spec's name for the in-memory minute store (the telemetry core's rewrite)
-    from courtyard.telemetry import (  # type: ignore[attr-defined,unused-ignore]
-        MemoryMinuteStore as MemoryStore,
-    )
-except ImportError:  # the store as first committed
-    from courtyard.telemetry import MemorySeriesStore as MemoryStore  # type: ignore[no-redef,unused-ignore]
 
 START = 1_700_000_040.0  # a whole minute
 SLO = SloSpec("shop", "availability", "availability", 0.999)  # 28-day window
