@@ -3,6 +3,7 @@ a PromQL query returns a demo app's request rate."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ def free_port() -> int:
 def test_prometheus_scrapes_and_answers_promql(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "node").start()
     server: subprocess.Popen[bytes] | None = None
+    stack = contextlib.ExitStack()
     try:
         node.cli("deploy", str(write_app(tmp_path / "src" / "hello", "hello")))
         with httpx.Client(base_url=node.url, timeout=10) as client:
@@ -42,6 +44,7 @@ def test_prometheus_scrapes_and_answers_promql(tmp_path: Path) -> None:
         )
         port = free_port()
         assert PROMETHEUS is not None
+        log = stack.enter_context((tmp_path / "prometheus.log").open("wb"))
         server = subprocess.Popen(
             [
                 PROMETHEUS,
@@ -50,7 +53,7 @@ def test_prometheus_scrapes_and_answers_promql(tmp_path: Path) -> None:
                 f"--web.listen-address=127.0.0.1:{port}",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "prometheus.log").open("wb"),
+            stderr=log,
         )
         query = 'sum(rate(courtyard_gateway_requests_total{app="hello"}[15s]))'
         deadline = time.monotonic() + 60
@@ -75,4 +78,5 @@ def test_prometheus_scrapes_and_answers_promql(tmp_path: Path) -> None:
         if server is not None:
             server.terminate()
             server.wait(10)
+        stack.close()
         node.stop()
