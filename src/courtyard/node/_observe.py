@@ -23,6 +23,7 @@ from courtyard.telemetry import (
     AlertConfig,
     AlertEngine,
     Notifier,
+    OtlpExporter,
     Remediator,
     SlackChannel,
     SqlMinuteStore,
@@ -73,6 +74,8 @@ class Observability:
         self.config = config
         self.telemetry = Telemetry(SqlMinuteStore(db), clock=clock)
         self.traces = TraceStore()
+        # With an OTLP endpoint every span also goes to a collector (history beyond the store).
+        self.otlp = OtlpExporter(config.otlp_endpoint) if config.otlp_endpoint else None
         channels: list[WebhookChannel | SlackChannel] = []
         if config.notify_webhook_url and config.notify_webhook_secret:
             channels.append(WebhookChannel(config.notify_webhook_url, config.notify_webhook_secret))
@@ -124,6 +127,8 @@ class Observability:
         if self.alerts is not None:
             await self.alerts.aclose()
         await self.notifier.aclose()
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.close)
         with contextlib.suppress(OSError):
             await self.telemetry.flush()
 
@@ -151,10 +156,12 @@ class Observability:
         self.telemetry.worker_gone(worker)
 
     def spans(self, message: SpansMessage) -> None:
-        self.traces.add(message["spans"])
+        self.app_spans(message["spans"])
 
     def app_spans(self, spans: list[SpanRecord]) -> None:
         self.traces.add(spans)
+        if self.otlp is not None:
+            self.otlp.submit(spans)
 
     async def _save_forever(self) -> None:
         while True:

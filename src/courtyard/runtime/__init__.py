@@ -31,6 +31,7 @@ from courtyard.runtime._launcher import (
     ProcessHandle,
     ProcessLauncher,
 )
+from courtyard.runtime._logs import parse_log_line
 from courtyard.runtime._models import (
     AppPhase,
     AppState,
@@ -43,10 +44,7 @@ from courtyard.runtime._placeholders import expand_placeholders
 from courtyard.runtime._supervisor import Supervisor
 from courtyard.runtime._workload import CREDENTIAL_FILE, CredentialIssuer, IssuedCredential
 
-from courtyard.runtime._logs import parse_log_line
-
 __all__ = [
-    "parse_log_line",
     "CREDENTIAL_FILE",
     "AppNotRunning",
     "AppPhase",
@@ -71,4 +69,5 @@ __all__ = [
     "backoff_delay",
     "expand_placeholders",
     "is_crash_loop",
+    "parse_log_line",
 ]

@@ -21,6 +21,7 @@ from courtyard.telemetry._notify import (
     verify_signature,
     webhook_payload,
 )
+from courtyard.telemetry._otlp import OtlpExporter, readable_span
 from courtyard.telemetry._remediate import RemediationActions, Remediator
 from courtyard.telemetry._series import AppSeries, CounterDeltas, MinuteRow
 from courtyard.telemetry._service import Signals, Telemetry, TelemetryConfig
@@ -62,6 +63,7 @@ __all__ = [
     "MinuteRow",
     "MinuteStore",
     "Notifier",
+    "OtlpExporter",
     "RemediationActions",
     "Remediator",
     "Signals",
@@ -81,6 +83,7 @@ __all__ = [
     "burn_rules",
     "openslo_document",
     "prometheus_rules",
+    "readable_span",
     "sign",
     "sloth_document",
     "verify_signature",
