@@ -27,6 +27,7 @@ from courtyard.cli._slo import register as register_slo
 from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 from courtyard.core import CourtyardError
 from courtyard.node import Node, load_config
+from courtyard.transport import configure_logging
 
 app = typer.Typer(
     name="courtyard",
@@ -146,6 +147,7 @@ def up(
         if not demo_dir.is_dir():
             fail(f"no demo apps: {demo_dir} is not a folder (run from the repository root)")
         folders = sorted(p.parent for p in demo_dir.glob("*/courtyard.yaml"))
+    configure_logging("control-plane", level=os.environ.get("COURTYARD_LOG_LEVEL", "INFO"))
     node = Node(config)
 
     def ready(node: Node) -> None:

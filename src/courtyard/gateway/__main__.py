@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 
@@ -19,6 +18,7 @@ from courtyard.gateway._worker import (
     run_worker,
     supervise,
 )
+from courtyard.transport import configure_logging
 
 
 def _add_tls_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,10 +47,7 @@ def parse_command(argv: list[str]) -> tuple[WorkerOptions, int]:
 def run(argv: list[str]) -> int:
     """Run the command line ``argv``; the exit status (2 with one line on a bad setting)."""
     level = os.environ.get("COURTYARD_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging("gateway", level=level)
     try:
         options, workers = parse_command(argv)
         if workers > 1:

@@ -34,6 +34,7 @@ from courtyard.node._guards import (
     SettleCredentials,
     problem_response,
 )
+from courtyard.node._logcontext import LogContextMiddleware
 from courtyard.runtime import AppNotRunning, SupervisorError
 
 
@@ -83,6 +84,7 @@ def build_api(
     sync = extras.credentials if extras is not None else None
     if sync is not None:
         app.add_middleware(SettleCredentials, sync=sync)
+    app.add_middleware(LogContextMiddleware)  # outermost: every log line of a request
 
     app.include_router(lifecycle_api.router(lifecycle))
     app.include_router(catalog_api.router(lifecycle.catalog))

@@ -12,5 +12,13 @@ from courtyard.transport._channel import (
     ControlServer,
     TransportError,
 )
+from courtyard.transport._logging import configure_logging, request_context
 
-__all__ = ["ChannelClosed", "ControlClient", "ControlServer", "TransportError"]
+__all__ = [
+    "ChannelClosed",
+    "ControlClient",
+    "ControlServer",
+    "TransportError",
+    "configure_logging",
+    "request_context",
+]
