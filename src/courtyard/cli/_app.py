@@ -27,7 +27,7 @@ from courtyard.cli._slo import register as register_slo
 from courtyard.cli._terminal import AsJson, DataDir, Url, err, fail, out, print_json
 from courtyard.core import CourtyardError
 from courtyard.node import Node, load_config
-from courtyard.transport import configure_logging
+from courtyard.transport import structured_logs
 
 app = typer.Typer(
     name="courtyard",
@@ -147,7 +147,6 @@ def up(
         if not demo_dir.is_dir():
             fail(f"no demo apps: {demo_dir} is not a folder (run from the repository root)")
         folders = sorted(p.parent for p in demo_dir.glob("*/courtyard.yaml"))
-    configure_logging("control-plane", level=os.environ.get("COURTYARD_LOG_LEVEL", "INFO"))
     node = Node(config)
 
     def ready(node: Node) -> None:
@@ -184,15 +183,17 @@ def up(
             )
         out.print("Press Ctrl+C to stop.")
 
+    level = os.environ.get("COURTYARD_LOG_LEVEL", "INFO")
     try:
-        asyncio.run(
-            node.run(
-                admin_password=os.environ.get("COURTYARD_ADMIN_PASSWORD") or None,
-                demo=folders,
-                on_ready=ready,
-                on_demo=demo_done,
+        with structured_logs("control-plane", level=level):
+            asyncio.run(
+                node.run(
+                    admin_password=os.environ.get("COURTYARD_ADMIN_PASSWORD") or None,
+                    demo=folders,
+                    on_ready=ready,
+                    on_demo=demo_done,
+                )
             )
-        )
     except CourtyardError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from courtyard.transport._channel import (
     ControlServer,
     TransportError,
 )
-from courtyard.transport._logging import configure_logging, request_context
+from courtyard.transport._logging import configure_logging, request_context, structured_logs
 
 __all__ = [
     "ChannelClosed",
@@ -21,4 +21,5 @@ __all__ = [
     "TransportError",
     "configure_logging",
     "request_context",
+    "structured_logs",
 ]

@@ -53,6 +53,19 @@ def configure_logging(component: str, *, level: str = "INFO", json: bool = True)
 
 
 @contextlib.contextmanager
+def structured_logs(component: str, *, level: str = "INFO") -> Iterator[None]:
+    """:func:`configure_logging` for the block; the logging set-up before it comes back after
+    (a process that runs a node in-process, like a test, keeps its own)."""
+    root = logging.getLogger()
+    handlers, before = root.handlers[:], root.level
+    configure_logging(component, level=level)
+    try:
+        yield
+    finally:
+        root.handlers, root.level = handlers, before
+
+
+@contextlib.contextmanager
 def request_context(request_id: str | None, trace_id: str | None) -> Iterator[None]:
     """Within the block, every log line carries this request's ids."""
     fields = {k: v for k, v in (("request_id", request_id), ("trace_id", trace_id)) if v}
