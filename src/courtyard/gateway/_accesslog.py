@@ -14,13 +14,13 @@ import time
 from typing import BinaryIO
 
 # wall clock, request id, method, path, status, bytes sent, seconds, app, instance, client,
-# upstream status or error
-_Entry = tuple[float, bytes, bytes, bytes, int, int, float, bytes, bytes, bytes, bytes]
+# upstream status or error, trace id (b"" when the request was answered before one was chosen)
+_Entry = tuple[float, bytes, bytes, bytes, int, int, float, bytes, bytes, bytes, bytes, bytes]
 
 _BATCH = 256
 
 _LINE = (
-    b'{"time":"%s.%03dZ","request_id":"%s","method":"%s","path":"%s","status":%d,"bytes":%d,'
+    b'{"time":"%s.%03dZ","request_id":"%s","trace_id":%s,"method":"%s","path":"%s","status":%d,"bytes":%d,'
     b'"duration_ms":%.3f,"app":"%s","instance":%s,"client":"%s","upstream":"%s"}\n'
 )
 
@@ -58,17 +58,32 @@ class AccessLog:
         instance: bytes,
         client: bytes,
         upstream: bytes,
+        trace_id: bytes = b"",
     ) -> None:
         """Queue one line. Every value must be JSON-safe already except ``path``, which is
         escaped only when it holds a quote, backslash or control byte (normalized paths never
-        do); ``instance`` is a JSON literal (quoted id or ``null``).
+        do); ``instance`` is a JSON literal (quoted id or ``null``); ``trace_id`` is the W3C
+        trace id sent upstream (hex), b"" when there was none (logged as ``null``).
 
         Lines are formatted 256 at a time (a batch formats faster than one line per request,
         and a small one keeps the pause short) and written by ``flush``.
         """
         entries = self._entries
         entries.append(
-            (wall, request_id, method, path, status, sent, seconds, app, instance, client, upstream)
+            (
+                wall,
+                request_id,
+                method,
+                path,
+                status,
+                sent,
+                seconds,
+                app,
+                instance,
+                client,
+                upstream,
+                trace_id,
+            )
         )
         if len(entries) >= _BATCH:
             self._format()
@@ -97,18 +112,23 @@ class AccessLog:
             path = entry[3]
             if _UNSAFE(path) is not None:
                 path = json.dumps(path.decode("latin-1"))[1:-1].encode()
+            trace_id = entry[11]
             lines.append(
                 _LINE
                 % (
                     self._stamp,
                     int((wall - second) * 1000),
                     entry[1],
+                    b'"%s"' % trace_id if trace_id else b"null",
                     entry[2],
                     path,
                     entry[4],
                     entry[5],
                     entry[6] * 1000,
-                    *entry[7:],
+                    entry[7],
+                    entry[8],
+                    entry[9],
+                    entry[10],
                 )
             )
         self._chunks.append(b"".join(lines))

@@ -62,6 +62,8 @@ class _Client(Protocol):
 
     def _abort(self, ex: Exchange) -> None: ...
 
+    def _count_unrouted(self, status: int, seconds: float | None) -> None: ...
+
 
 class DeadlineMixin:
     """The deadlines and shutdown of ``ClientConnection``, mixed into it."""
@@ -116,7 +118,7 @@ class DeadlineMixin:
             )
             self._close()
             if self.state.config.telemetry:
-                self.state.metrics.record("-", "-", 408, None)
+                self._count_unrouted(408, None)
         elif kind == WAIT:
             ex = self.active
             if ex is None:

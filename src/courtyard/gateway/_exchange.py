@@ -96,7 +96,7 @@ class Exchange:
         # Routing and upstream.
         self.path = b""
         self.app = "-"
-        self.caller = ""  # the calling app of a mesh call ("" at the public port)
+        self.caller = ""  # mesh listener: the calling app ("-" until known); "" at the public port
         self.route: RouteEntry | None = None
         # (trace id, span id, parent span id or b"", sampled) once a traceparent is sent on.
         self.trace: tuple[bytes, bytes, bytes, bool] | None = None

@@ -67,9 +67,15 @@ class MeshConnection(ClientConnection):
 
     __slots__ = ()
 
+    def _count_unrouted(self, status: int, seconds: float | None) -> None:
+        """An answer before any caller was known is still a mesh call (caller and target
+        "-"), not a gateway request."""
+        self.state.metrics.record_mesh("-", "-", status, seconds)
+
     def _start(self, ex: Exchange) -> None:
         """Authenticate and authorize ``ex`` as a mesh call and send it on, or answer it."""
         self.active = ex
+        ex.caller = "-"  # a mesh call from the start: counted as one, never as a request
         state = self.state
         state.metrics.in_flight += 1
         minted, span = state.ids.ids()

@@ -3,11 +3,13 @@ snapshot for the control channel, and the Prometheus text the node serves for al
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left
 from collections.abc import Mapping
 from typing import Any
 
 from courtyard.contracts import LATENCY_BUCKETS, LatencyHistogram, SpanRecord, WorkerMetrics
+from courtyard.transport import expand_span_rows
 
 _CLASS_NAMES = ("", "1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -29,15 +31,18 @@ class Metrics:
     caller and target, latency, upstream errors, in flight; and the spans finished since the
     last report."""
 
-    __slots__ = ("apps", "dropped", "in_flight", "mesh", "spans", "upstream_errors")
+    __slots__ = ("apps", "dropped", "in_flight", "kinds", "mesh", "spans", "upstream_errors")
 
     def __init__(self) -> None:
         self.apps: dict[tuple[str, str], AppCounters] = {}  # (app, route) -> counters
         self.mesh: dict[tuple[str, str], AppCounters] = {}  # (caller, target) -> counters
         self.upstream_errors: dict[str, int] = {}
         self.in_flight = 0
-        # Finished spans as tuples (formatted when reported, not on the hot path).
-        self.spans: list[tuple[Any, ...]] = []
+        # Finished spans as SPAN_ROW bytes, formatted when they finish (their values are
+        # still in the processor's cache then), and what their kind numbers stand for:
+        # (method, app, route, caller, instance id) -> number, in order.
+        self.spans: list[bytes] = []
+        self.kinds: dict[tuple[bytes, str, str, str, str | None], int] = {}
         self.dropped = 0
 
     def record(self, app: str, route: str, status: int, seconds: float | None) -> None:
@@ -46,7 +51,12 @@ class Metrics:
         counters = self.apps.get(key)
         if counters is None:
             counters = self.apps[key] = AppCounters()
-        _count(counters, status, seconds)
+        # _count, inlined: this runs once per request.
+        counters.classes[status // 100 if 100 <= status < 600 else 5] += 1
+        if seconds is not None:
+            counters.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            counters.sum += seconds
+            counters.count += 1
 
     def record_mesh(self, caller: str, target: str, status: int, seconds: float | None) -> None:
         """Count one finished call through the mesh listener."""
@@ -56,18 +66,64 @@ class Metrics:
             counters = self.mesh[key] = AppCounters()
         _count(counters, status, seconds)
 
-    def span(self, record: tuple[Any, ...]) -> None:
-        """Keep one finished span until the next report (at most MAX_SPANS of them)."""
-        if len(self.spans) < MAX_SPANS:
-            self.spans.append(record)
-        else:
+    def span(
+        self,
+        trace: tuple[bytes, bytes, bytes, bool],
+        start: float,
+        seconds: float,
+        status: int,
+        method: bytes,
+        app: str,
+        route: str,
+        caller: str,
+        request_id: bytes,
+        instance: str | None,
+    ) -> None:
+        """Keep one finished span until the next report (at most MAX_SPANS of them).
+
+        ``trace`` is (trace id, span id, parent id or b"", sampled); ``route`` the route
+        template ("-" for none); ``caller`` the calling app of a mesh call, "" otherwise.
+        ClientConnection._observe does the same inline."""
+        spans = self.spans
+        if len(spans) >= MAX_SPANS:
             self.dropped += 1
+            return
+        key = (method, app, route, caller, instance)
+        kind = self.kinds.get(key)
+        if kind is None:
+            kind = self.kinds[key] = len(self.kinds)
+        parent = trace[2]
+        spans.append(
+            SPAN_ROW
+            % (
+                trace[0],
+                trace[1],
+                b'"' + parent + b'"' if parent else b"null",
+                int(start * 1e6),
+                int(seconds * 1e6),
+                status,
+                kind,
+                request_id,
+            )
+        )
+
+    def take_span_rows(self) -> tuple[bytes, bytes, int, int]:
+        """The spans finished since the last call in the channel's compact form: (kinds,
+        rows) as JSON arrays, how many rows, and how many spans were dropped."""
+        rows, dropped, kinds = self.spans, self.dropped, self.kinds
+        self.spans, self.dropped = [], 0
+        if len(kinds) >= _MAX_KINDS:
+            self.kinds = {}
+        table = b"[" + b",".join(map(_kind, kinds)) + b"]"  # dicts keep insertion order
+        count = len(rows)
+        if rows:
+            rows[0] = rows[0][1:]
+        return table, b"[" + b"".join(rows) + b"]", count, dropped
 
     def take_spans(self) -> tuple[list[SpanRecord], int]:
         """The spans finished since the last call, and how many were dropped."""
-        records, dropped = self.spans, self.dropped
-        self.spans, self.dropped = [], 0
-        return [_span(record) for record in records], dropped
+        kinds, rows, _, dropped = self.take_span_rows()
+        return expand_span_rows(json.loads(kinds), json.loads(rows)), dropped
 
     def upstream_error(self, app: str, kind: str) -> None:
         """Count an upstream failure: ``connect``, ``timeout``, ``reset`` or ``protocol``."""
@@ -118,21 +174,24 @@ def _flatten(
     return requests, latency
 
 
-def _span(record: tuple[Any, ...]) -> SpanRecord:
-    (trace_id, span_id, parent_id, service, name, start, seconds, status, attributes) = record
-    return {
-        "trace_id": trace_id.decode(),
-        "span_id": span_id.decode(),
-        "parent_id": parent_id.decode() if parent_id else None,
-        "name": name,
-        "service": service,
-        "kind": "server",
-        "start": start,
-        "duration": seconds,
-        "status": status,
-        "error": status >= 500,
-        "attributes": attributes,
-    }
+# A span as a row of the control channel's compact form (courtyard.transport._spans), with a
+# comma before it so that the array is one join: trace id, span id, parent id (quoted) or
+# null, start and duration in microseconds, status, kind, request id. Ids are lower-case hex
+# and the request id [A-Za-z0-9._:-]: JSON-safe as they are.
+SPAN_ROW = b',["%s","%s",%s,%d,%d,%d,%d,"%s"]'
+_MAX_KINDS = 4096  # instance ids come and go: the table starts afresh when it grows this big
+
+
+def _kind(key: tuple[bytes, str, str, str, str | None]) -> bytes:
+    """The JSON of a span kind: [name, service, attributes, instance id or null]."""
+    method, app, route, caller, instance = key
+    verb = method.decode("latin-1")
+    if caller:
+        # A hop through the mesh listener: named after the target, never the path.
+        kind: list[Any] = [f"{verb} {app}", "mesh", {"caller": caller, "target": app}, instance]
+    else:
+        kind = [f"{verb} {route}", "gateway", {"app": app, "route": route}, instance]
+    return json.dumps(kind, separators=(",", ":")).encode()
 
 
 def _label(value: str) -> str:

@@ -237,7 +237,6 @@ class Gateway:
         """This worker's counters in the control channel's shape."""
         if self._state is None:
             return {"requests": {}, "latency": {}, "upstream_errors": {}, "in_flight": 0}
-
         return self._state.metrics.snapshot()
 
     def take_spans(self) -> tuple[list[SpanRecord], int]:
@@ -245,6 +244,13 @@ class Gateway:
         if self._state is None:
             return [], 0
         return self._state.metrics.take_spans()
+
+    def take_span_rows(self) -> tuple[bytes, bytes, int, int]:
+        """:meth:`take_spans` in the control channel's compact form: (kinds, rows) as JSON
+        arrays, the number of rows, and how many spans were dropped."""
+        if self._state is None:
+            return b"[]", b"[]", 0, 0
+        return self._state.metrics.take_span_rows()
 
     def flush_access_log(self) -> None:
         """Write queued access-log lines now (the sweep does it every tick)."""

@@ -23,7 +23,7 @@ from courtyard.gateway._access import AccessGate
 from courtyard.gateway._config import GatewayConfig, GatewayError
 from courtyard.gateway._server import Gateway
 from courtyard.gateway._snapshots import load_snapshot
-from courtyard.transport import ChannelClosed, ControlClient
+from courtyard.transport import ChannelClosed, ControlClient, configure_logging
 
 log = logging.getLogger("courtyard.gateway")
 
@@ -254,9 +254,9 @@ async def _report(client: ControlClient, gateway: Gateway, gate: AccessGate, wor
 
 
 def report_spans(client: ControlClient, gateway: Gateway) -> None:
-    spans, dropped = gateway.take_spans()
-    if spans or dropped:
-        client.spans(spans, dropped)
+    kinds, rows, count, dropped = gateway.take_span_rows()
+    if count or dropped:
+        client.span_rows(kinds, rows, dropped)
 
 
 def report_usage(client: ControlClient, gate: AccessGate, worker: int) -> None:
@@ -314,10 +314,7 @@ def _without_workers(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """The ``python -m courtyard.gateway`` entry point."""
     level = os.environ.get("COURTYARD_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging("gateway", level=level)
     argv = sys.argv[1:] if argv is None else argv
     try:
         options, workers = parse_args(argv)

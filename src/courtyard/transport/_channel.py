@@ -1,5 +1,5 @@
 """The control channel: snapshots and credentials down to gateway workers; acknowledgements,
-metrics and usage (sessions seen, requests refused) up.
+metrics, usage (sessions seen, requests refused) and spans up.
 
 Newline-delimited JSON over loopback TCP. The first line a worker sends is a ``hello`` with
 the node's shared token, compared in constant time (OWASP ASVS V2.9: no timing oracle on
@@ -32,6 +32,7 @@ from courtyard.contracts import (
     empty_snapshot,
 )
 from courtyard.core import CourtyardError
+from courtyard.transport._spans import SPAN_ROWS, expand_span_rows
 
 log = logging.getLogger("courtyard.transport")
 
@@ -238,6 +239,15 @@ class ControlServer:
             spans = cast(SpansMessage, message)
             spans["worker"] = worker.worker
             self._on_spans(spans)
+        elif kind == SPAN_ROWS and self._on_spans is not None:
+            self._on_spans(
+                SpansMessage(
+                    type="spans",
+                    worker=worker.worker,
+                    spans=expand_span_rows(message["kinds"], message["rows"]),
+                    dropped=int(message.get("dropped", 0)),
+                )
+            )
         worker.changed.set()
 
 
@@ -300,6 +310,22 @@ class ControlClient:
     def spans(self, spans: list[SpanRecord], dropped: int) -> None:
         """Report the spans finished since the last report."""
         self._send({"type": "spans", "worker": self._worker, "spans": spans, "dropped": dropped})
+
+    def span_rows(self, kinds: bytes, rows: bytes, dropped: int) -> None:
+        """:meth:`spans` in the compact form (see ``_spans``): ``kinds`` and ``rows`` are
+        JSON arrays the gateway formats itself; the control plane receives SpanRecords."""
+        if self._writer is None or self._writer.is_closing():
+            return
+        # Pieces, not one joined copy: a full report is megabytes.
+        self._writer.writelines(
+            (
+                b'{"type":"span_rows","worker":%d,"dropped":%d,"kinds":' % (self._worker, dropped),
+                kinds,
+                b',"rows":',
+                rows,
+                b"}\n",
+            )
+        )
 
     def _send(self, message: ControlMessage) -> None:
         if self._writer is None or self._writer.is_closing():

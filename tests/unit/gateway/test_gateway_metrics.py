@@ -38,9 +38,9 @@ def test_record_counts_classes_and_buckets() -> None:
 
 def test_spans_are_kept_until_taken_and_bounded() -> None:
     metrics = Metrics()
-    record = (b"a" * 32, b"b" * 16, b"", "gateway", "GET /x/", 10.0, 0.5, 503, {"app": "x"})
+    trace = (b"a" * 32, b"b" * 16, b"", False)
     for _ in range(MAX_SPANS + 3):
-        metrics.span(record)
+        metrics.span(trace, 10.0, 0.5, 503, b"GET", "x", "/x/", "", b"r-1", "x-1")
     spans, dropped = metrics.take_spans()
     assert len(spans) == MAX_SPANS and dropped == 3
     assert spans[0] == {
@@ -54,9 +54,38 @@ def test_spans_are_kept_until_taken_and_bounded() -> None:
         "duration": 0.5,
         "status": 503,
         "error": True,
-        "attributes": {"app": "x"},
+        "attributes": {"app": "x", "route": "/x/", "request_id": "r-1", "instance": "x-1"},
     }
     assert metrics.take_spans() == ([], 0)
+
+
+def test_a_mesh_span_is_named_after_its_target() -> None:
+    metrics = Metrics()
+    trace = (b"a" * 32, b"b" * 16, b"c" * 16, True)
+    metrics.span(trace, 1.25, 0.000125, 200, b"POST", "x", "-", "y", b"r-2", None)
+    ((span,), _) = metrics.take_spans()
+    assert (span["service"], span["name"], span["parent_id"]) == ("mesh", "POST x", "c" * 16)
+    assert (span["start"], span["duration"]) == (1.25, 0.000125)  # microseconds kept
+    assert not span["error"] and span.get("attributes") == {
+        "caller": "y",
+        "target": "x",
+        "request_id": "r-2",
+    }
+
+
+def test_span_rows_share_their_kinds() -> None:
+    metrics = Metrics()
+    trace = (b"a" * 32, b"b" * 16, b"", True)
+    for instance in ("i-1", "i-2", "i-1"):
+        metrics.span(trace, 1.0, 0.1, 200, b"GET", 'we"ird', "/r/", "", b"r", instance)
+    kinds, rows, count, dropped = metrics.take_span_rows()
+    assert (count, dropped) == (3, 0)
+    assert json.loads(kinds) == [
+        ["GET /r/", "gateway", {"app": 'we"ird', "route": "/r/"}, "i-1"],
+        ["GET /r/", "gateway", {"app": 'we"ird', "route": "/r/"}, "i-2"],
+    ]
+    assert [row[6] for row in json.loads(rows)] == [0, 1, 0]
+    assert metrics.take_span_rows()[1:] == (b"[]", 0, 0)
 
 
 def _worker(requests: dict[str, int], app_buckets: list[int], in_flight: int) -> WorkerMetrics:
@@ -134,7 +163,18 @@ def test_access_log_buffers_until_flushed() -> None:
     stream = io.BytesIO()
     log = AccessLog(stream)
     log.record(
-        1700000000.25, b"rid", b"GET", b"/a", 200, 12, 0.0015, b"x", b'"i-1"', b"1.2.3.4", b"200"
+        1700000000.25,
+        b"rid",
+        b"GET",
+        b"/a",
+        200,
+        12,
+        0.0015,
+        b"x",
+        b'"i-1"',
+        b"1.2.3.4",
+        b"200",
+        b"4bf92f3577b34da6a3ce929d0e0e4736",
     )
     log.record(
         1700000001.5,
@@ -156,6 +196,7 @@ def test_access_log_buffers_until_flushed() -> None:
     assert first == {
         "time": "2023-11-14T22:13:20.250Z",
         "request_id": "rid",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
         "method": "GET",
         "path": "/a",
         "status": 200,
@@ -167,3 +208,4 @@ def test_access_log_buffers_until_flushed() -> None:
         "upstream": "200",
     }
     assert second["path"] == '/we"ird\\\x01' and second["instance"] is None
+    assert second["trace_id"] is None  # answered before a trace was chosen

@@ -649,6 +649,8 @@ async def test_access_log_lines(tmp_path: Path, upstream: kit.Upstream) -> None:
         await gateway.aclose(0.5)
     first, second = (json.loads(line) for line in log_path.read_text().splitlines())
     assert first["request_id"] == "r-1"
+    # The trace id the instance got in its traceparent, so the two logs join up.
+    assert first["trace_id"] == upstream.requests[-1].header("traceparent").split("-")[1]
     assert (first["method"], first["path"], first["status"]) == ("GET", "/apps/echo/y", 200)
     assert (first["app"], first["instance"], first["upstream"]) == ("echo", "a", "200")
     assert first["client"] == "127.0.0.1" and first["bytes"] > 0

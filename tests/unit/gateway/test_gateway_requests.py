@@ -78,3 +78,35 @@ def test_upstream_head() -> None:
     assert b"Host: \r\n" in head and b"X-Request-Id: " + b"m" * 32 in head
     assert b"traceparent: 00-" + b"m" * 32 + b"-" + b"s" * 16 + b"-01\r\n" in head
     assert head.endswith(b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "minted", "sample", "flags", "sampled", "parent"),
+    [
+        # A new trace: the random id decides against the share; the flag says so upstream.
+        (None, b"0000" + b"a" * 28, 0.5, b"01", True, b""),
+        (None, b"ffff" + b"a" * 28, 0.5, b"00", False, b""),
+        (None, b"ffff" + b"a" * 28, 1.0, b"01", True, b""),
+        (None, b"0000" + b"a" * 28, 0.0, b"00", False, b""),
+        # A continued trace follows its caller's decision, whatever the share (parent-based).
+        (b"00-" + b"4" * 32 + b"-" + b"7" * 16 + b"-01", b"f" * 32, 0.0, b"01", True, b"7" * 16),
+        (b"00-" + b"4" * 32 + b"-" + b"7" * 16 + b"-00", b"0" * 32, 1.0, b"00", False, b"7" * 16),
+        (b"00-" + b"4" * 32 + b"-" + b"7" * 16 + b"-03", b"0" * 32, 0.0, b"03", True, b"7" * 16),
+    ],
+)
+def test_sampling_is_parent_based(
+    traceparent: bytes | None,
+    minted: bytes,
+    sample: float,
+    flags: bytes,
+    sampled: bool,
+    parent: bytes,
+) -> None:
+    ex = _exchange(method=b"GET")
+    ex.traceparent = traceparent
+    head = upstream_head(
+        ex, RouteEntry.from_route(kit.route()), b"/", None, b"", minted, b"s" * 16, sample
+    )
+    assert b"-" + b"s" * 16 + b"-" + flags + b"\r\n" in head
+    assert ex.trace is not None
+    assert (ex.trace[1], ex.trace[2], ex.trace[3]) == (b"s" * 16, parent, sampled)

@@ -15,8 +15,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import gateway_testkit as kit
+import pytest
 
-from courtyard.contracts import WorkerMetrics
+from courtyard.contracts import SpansMessage, WorkerMetrics
+from courtyard.gateway import GatewayError
+from courtyard.gateway._worker import parse_args
 from courtyard.transport import ControlServer
 
 
@@ -118,7 +121,10 @@ async def test_two_workers_share_the_port_and_reload_on_sighup(
 
 async def test_worker_follows_the_control_channel(upstream: kit.Upstream) -> None:
     received: list[WorkerMetrics] = []
-    control = ControlServer("s3cret", on_metrics=lambda _worker, m: received.append(m))
+    spans: list[SpansMessage] = []
+    control = ControlServer(
+        "s3cret", on_metrics=lambda _worker, m: received.append(m), on_spans=spans.append
+    )
     control_host, control_port = await control.start()
     holder = _reserve_port()
     port = holder.getsockname()[1]
@@ -152,6 +158,12 @@ async def test_worker_follows_the_control_channel(upstream: kit.Upstream) -> Non
                 ),
                 timeout=10,
             )
+            # A span per request (each began a trace), reported with the worker's number.
+            await kit.eventually(lambda: sum(len(m["spans"]) for m in spans) == 3, timeout=10)
+            assert {m["worker"] for m in spans} == {7}
+            records = [record for m in spans for record in m["spans"]]
+            assert {r["name"] for r in records} == {"GET /apps/echo/"}
+            assert sorted(r["status"] for r in records) == [200, 200, 503]
             # The control plane goes away: the worker stops by itself.
             await control.aclose()
             async with asyncio.timeout(15):
@@ -168,3 +180,22 @@ async def test_worker_refuses_a_bad_snapshot_file(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 2
     assert b"snapshot routes: expected a list" in stderr
+
+
+def test_telemetry_options_reach_the_worker_config() -> None:
+    options, _ = parse_args(["--listen", "127.0.0.1:1", "--snapshot", "s.json"])
+    assert options.config.telemetry and options.config.trace_sample == 1.0
+    options, _ = parse_args(
+        [
+            "--listen",
+            "127.0.0.1:1",
+            "--snapshot",
+            "s.json",
+            "--no-telemetry",
+            "--trace-sample",
+            "0.25",
+        ]
+    )
+    assert not options.config.telemetry and options.config.trace_sample == 0.25
+    with pytest.raises(GatewayError, match="trace_sample"):
+        parse_args(["--listen", "127.0.0.1:1", "--snapshot", "s.json", "--trace-sample", "2"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import gateway_testkit as kit
 import pytest
@@ -14,6 +15,7 @@ from joserfc.jwk import ECKey, KeySet
 
 from courtyard.contracts import (
     MESH_AUDIENCE,
+    TRACES_PATH,
     AccessPolicy,
     GatewayCredential,
     GatewaySnapshot,
@@ -83,6 +85,7 @@ def _snapshot(upstream: kit.Upstream, *, mesh: bool = True) -> GatewaySnapshot:
             "trust_domain": DOMAIN,
             "events_app": "courtyard",
             "events_path": "/internal/events/",
+            "traces_path": TRACES_PATH,
         }
     return snapshot
 
@@ -492,5 +495,107 @@ async def test_mesh_calls_use_the_targets_route_limits(
     try:
         response = await call(gw, "/books/entries/1", method="POST", body=b"too long")
         assert response.status == 413
+    finally:
+        await gw.aclose(0.5)
+
+
+# -- telemetry ----------------------------------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+async def test_mesh_calls_are_mesh_metrics_not_gateway_requests(mesh: Gateway) -> None:
+    await call(mesh, "/books/entries/1")
+    await call(mesh, "/books/entries/2")
+    await call(mesh, "/books/status/503")  # undeclared path: 403, still a mesh call
+    await call(mesh, "/books/entries/1", None)  # no credential: caller unknown
+    await call(mesh, "/nowhere/x")
+    metrics = mesh.metrics()
+    assert metrics["requests"] == {} and metrics["latency"] == {}
+    assert metrics.get("mesh") == {
+        "orders>books|2xx": 2,
+        "orders>books|4xx": 1,
+        "->books|4xx": 1,
+        "orders>-|4xx": 1,  # an unknown service is "-" (bounded labels)
+    }
+    assert metrics.get("mesh_latency", {})["orders>books"]["count"] == 3
+
+
+async def test_a_mesh_hop_is_a_span_of_the_callers_trace(mesh: Gateway) -> None:
+    headers = [("traceparent", f"00-{TRACE}-{PARENT}-01"), ("X-Request-Id", "m-1")]
+    response = await call(mesh, "/books/entries/1", headers=headers)
+    _, trace, span, flags = response.echoed().header("traceparent").split("-")
+    assert (trace, flags) == (TRACE, "01") and span != PARENT
+    (record,), dropped = mesh.take_spans()
+    assert dropped == 0
+    assert (record["trace_id"], record["span_id"], record["parent_id"]) == (TRACE, span, PARENT)
+    assert (record["service"], record["kind"], record["name"]) == ("mesh", "server", "GET books")
+    assert record.get("attributes") == {
+        "caller": "orders",
+        "target": "books",
+        "request_id": "m-1",
+        "instance": "a",
+    }
+
+
+async def test_an_apps_spans_are_forwarded_to_the_control_plane(mesh: Gateway) -> None:
+    body = b'{"spans": []}'
+    headers = [("traceparent", f"00-{TRACE}-{PARENT}-01")]
+    response = await call(mesh, "/_traces", method="POST", body=body, headers=headers)
+    assert response.status == 200
+    seen = response.echoed()
+    assert seen.target == TRACES_PATH and seen.body == body
+    assert seen.header("x-forwarded-prefix") is None
+    claims = _identity(seen)
+    assert claims["aud"] == "courtyard"
+    assert claims["sub"] == claims["act"]["sub"] == spiffe_id(DOMAIN, "orders")  # type: ignore[index]
+    assert mesh.take_spans() == ([], 0)  # the report itself is not traced
+    assert mesh.metrics().get("mesh") == {"orders>_traces|2xx": 1}
+
+
+async def test_only_an_authenticated_post_to_traces_is_forwarded(
+    mesh: Gateway, upstream: kit.Upstream
+) -> None:
+    assert (await call(mesh, "/_traces", None, method="POST", body=b"{}")).status == 401
+    assert (await call(mesh, "/_traces", STALE, method="POST", body=b"{}")).status == 401
+    wrong = await call(mesh, "/_traces")
+    assert wrong.status == 405 and wrong.header("allow") == "POST"
+    assert (await call(mesh, "/_traces/more", method="POST", body=b"{}")).status == 404
+    assert upstream.requests == []
+
+
+async def test_without_a_traces_path_the_mesh_keeps_no_traces(
+    upstream: kit.Upstream, config: GatewayConfig
+) -> None:
+    snapshot = _snapshot(upstream)
+    assert "mesh" in snapshot
+    del snapshot["mesh"]["traces_path"]
+    gw = Gateway(config)
+    gw.apply(snapshot)
+    await gw.start_mesh("127.0.0.1", 0)
+    access_gate(gw).apply_credentials(kit.credentials(workload(ORDERS, "orders"), full=True))
+    try:
+        response = await call(gw, "/_traces", method="POST", body=b"{}")
+        assert response.status == 404
+        assert response.header("content-type") == "application/problem+json"
+        assert upstream.requests == []
+    finally:
+        await gw.aclose(0.5)
+
+
+async def test_telemetry_off_counts_no_mesh_calls(
+    upstream: kit.Upstream, config: GatewayConfig
+) -> None:
+    gw = Gateway(replace(config, telemetry=False))
+    gw.apply(_snapshot(upstream))
+    await gw.start_mesh("127.0.0.1", 0)
+    access_gate(gw).apply_credentials(kit.credentials(workload(ORDERS, "orders"), full=True))
+    try:
+        headers = [("traceparent", f"00-{TRACE}-{PARENT}-01")]
+        response = await call(gw, "/books/status/500", headers=headers)
+        assert response.status == 403
+        assert (await call(gw, "/books/entries/1", headers=headers)).status == 200
+        assert gw.metrics().get("mesh", {}) == {} and gw.take_spans() == ([], 0)
     finally:
         await gw.aclose(0.5)

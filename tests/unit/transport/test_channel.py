@@ -3,8 +3,15 @@ import json
 
 import pytest
 
-from courtyard.contracts import CredentialsMessage, GatewaySnapshot, UsageMessage, WorkerMetrics
-from courtyard.transport import ChannelClosed, ControlClient, ControlServer
+from courtyard.contracts import (
+    CredentialsMessage,
+    GatewaySnapshot,
+    SpanRecord,
+    SpansMessage,
+    UsageMessage,
+    WorkerMetrics,
+)
+from courtyard.transport import ChannelClosed, ControlClient, ControlServer, expand_span_rows
 
 
 def snap(version: int) -> GatewaySnapshot:
@@ -161,3 +168,93 @@ async def test_old_callers_need_no_credential_callbacks() -> None:
     await server.aclose()
     with pytest.raises((ChannelClosed, ConnectionError)):
         await asyncio.wait_for(runner, 5)
+
+
+async def test_spans_reach_the_control_plane_under_the_workers_own_number() -> None:
+    received: list[SpansMessage] = []
+    usage: list[UsageMessage] = []
+    server = ControlServer("t", on_spans=received.append, on_usage=usage.append)
+    host, port = await server.start()
+    client = ControlClient(host, port, "t", worker=4)
+    await client.connect()
+
+    async def ignore(_: GatewaySnapshot) -> None:
+        return None
+
+    runner = asyncio.create_task(client.run(ignore))
+    await server.wait_workers(1, timeout=5)
+    span: SpanRecord = {
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+        "parent_id": None,
+        "name": "GET /apps/x/",
+        "service": "gateway",
+        "kind": "server",
+        "start": 1700000000.5,
+        "duration": 0.002,
+        "status": 200,
+        "error": False,
+        "attributes": {"app": "x", "route": "/apps/x/"},
+    }
+    client.spans([span], dropped=3)
+    # The compact form: rows of ids and numbers, what they share sent once as a kind.
+    client.span_rows(
+        b'[["GET /apps/x/","gateway",{"app":"x","route":"/apps/x/"},"x-1"]]',
+        b'[["4bf92f3577b34da6a3ce929d0e0e4736","00f067aa0ba902b7",null,1700000000500000,'
+        b'2000,200,0,"r-1"]]',
+        dropped=0,
+    )
+    client.usage({"type": "usage", "worker": 4, "used": ["k"], "denials": []})
+    for _ in range(100):
+        if len(received) == 2 and usage:
+            break
+        await asyncio.sleep(0.01)
+    assert received == [
+        {"type": "spans", "worker": 4, "spans": [span], "dropped": 3},
+        {
+            "type": "spans",
+            "worker": 4,
+            "spans": [
+                {
+                    **span,
+                    "attributes": {**span["attributes"], "request_id": "r-1", "instance": "x-1"},
+                }
+            ],
+            "dropped": 0,
+        },
+    ]
+    assert usage[0]["used"] == ["k"]  # the other reports still arrive
+    await server.aclose()
+    with pytest.raises((ChannelClosed, ConnectionError)):
+        await asyncio.wait_for(runner, 5)
+
+
+async def test_spans_without_a_callback_are_ignored() -> None:
+    metrics: list[int] = []
+    server = ControlServer("t", on_metrics=lambda w, _m: metrics.append(w))
+    host, port = await server.start()
+    client = ControlClient(host, port, "t", worker=2)
+    await client.connect()
+
+    async def ignore(_: GatewaySnapshot) -> None:
+        return None
+
+    runner = asyncio.create_task(client.run(ignore))
+    await server.wait_workers(1, timeout=5)
+    client.spans([], dropped=1)
+    client.metrics({"requests": {}, "latency": {}, "upstream_errors": {}, "in_flight": 0})
+    for _ in range(100):
+        if metrics:
+            break
+        await asyncio.sleep(0.01)
+    assert metrics == [2] and server.workers == [2]  # the channel lives on
+    await server.aclose()
+    with pytest.raises((ChannelClosed, ConnectionError)):
+        await asyncio.wait_for(runner, 5)
+
+
+def test_malformed_span_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="malformed"):
+        expand_span_rows([], [["t", "s", None, 1, 1, 200, 0, "r"]])  # no such kind
+    with pytest.raises(ValueError, match="malformed"):
+        expand_span_rows([["n", "gateway", {}, None]], [["t", "s"]])
