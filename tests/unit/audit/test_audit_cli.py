@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,13 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from typer.testing import CliRunner
 
+from cli_testkit import served
 from courtyard.audit import AuditConfig, AuditError, AuditLog, MemoryAuditStore
 from courtyard.audit import api as audit_api
 from courtyard.cli._audit import audit
@@ -122,19 +120,8 @@ def node_url(tmp_path: Path, make_event: Any) -> Iterator[str]:
         status, document = audit_api.problem_for(exc)
         return JSONResponse(document, status_code=status, media_type="application/problem+json")
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test node did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(app) as url:
+        yield url
 
 
 def run(node_url: str, tmp_path: Path, *args: str) -> Any:

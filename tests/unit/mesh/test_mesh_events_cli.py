@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 import typer
-import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 from typer.testing import CliRunner, Result
 
+from cli_testkit import cli_of, served
 from courtyard.cli._events import register
 from courtyard.contracts import MeshPolicy, Subscription
 from courtyard.iam import Principal
@@ -62,14 +60,7 @@ class AdminToken:
 
 
 def cli() -> typer.Typer:
-    root = typer.Typer(add_completion=False)
-
-    @root.callback()
-    def main() -> None:
-        """Test root."""
-
-    register(root)
-    return root
+    return cli_of(register)
 
 
 @pytest.fixture
@@ -98,19 +89,8 @@ def node_url() -> Iterator[str]:
     app = FastAPI()
     app.include_router(events_router(bus, Verifier()))
     app.add_middleware(AdminToken)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test node did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(app) as url:
+        yield url
 
 
 def run(url: str, tmp_path: Path, *args: str, token: str = "admin-token") -> Result:

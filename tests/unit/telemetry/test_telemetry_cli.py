@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
-import uvicorn
 import yaml
 from fastapi import FastAPI
 from telemetry_testkit import START, metrics
 from typer.testing import CliRunner, Result
 
+from cli_testkit import cli_of, served
 from courtyard.cli._slo import register
 from courtyard.contracts import SloSpec
 from courtyard.core import FakeClock
@@ -26,14 +24,7 @@ runner = CliRunner()
 
 
 def cli() -> typer.Typer:
-    root = typer.Typer(add_completion=False)
-
-    @root.callback()
-    def main() -> None:
-        """Test root."""
-
-    register(root)
-    return root
+    return cli_of(register)
 
 
 @pytest.fixture
@@ -53,19 +44,8 @@ def node_url() -> Iterator[str]:
 
     app = FastAPI()
     app.include_router(slo_router(telemetry, app_exists))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test node did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(app) as url:
+        yield url
 
 
 def run(url: str, tmp_path: Path, *args: str) -> Result:
