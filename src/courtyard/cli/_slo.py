@@ -78,7 +78,8 @@ def slo_table(document: list[dict[str, Any]]) -> Table:
     """The SLO status rows as a table (budget left red when under a quarter, burn rates red
     at or over 1x: faster than the budget allows)."""
     table = Table(box=None, header_style="bold")
-    for column in ("SLO", "OBJECTIVE", "WINDOW", "SLI", "BUDGET LEFT", "EVENTS"):
+    table.add_column("SLO", no_wrap=True)  # a name is never cut
+    for column in ("OBJECTIVE", "WINDOW", "SLI", "BUDGET LEFT", "EVENTS"):
         table.add_column(column)
     for window in BURN_COLUMNS:
         table.add_column(f"BURN {window}", justify="right")
